@@ -1,0 +1,7 @@
+"""fastminerf: one hash-grid radiance field for many people.
+
+Stages (each in its own subpackage): ``data`` (cast on disk → rays), ``ops`` (hot ops with
+torch twins and CUDA paths), ``model`` (conditioning, codes, field, avatar), ``train``,
+``render``, ``eval``. Importing fastminerf never compiles CUDA code.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""One identity's sequence in memory: the typed structure both readers produce.
+
+Both on-disk layouts (ours, :mod:`fastminerf.data.layout`; INSTA's,
+:mod:`fastminerf.data.insta`) are read into an :class:`IdentityData`. Large arrays may be
+read-only ``np.memmap`` views of the identity's cache so a cast of 100 identities × 1000
+frames opens in seconds; images are decoded lazily (or memory-mapped from the cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class IdentityData:
+    """A tracked monocular sequence of one person.
+
+    Attributes:
+        name: identity name (the folder name).
+        root: the identity folder.
+        source: ``"fastminerf"`` or ``"insta"``.
+        width, height: image size in pixels (same for every frame).
+        intrinsics: [F, 4] float32 (fx, fy, cx, cy) in pixels, per frame.
+        cam_to_head: [F, 4, 4] float32 camera-to-head transform, OpenCV camera axes
+            (x right, y down, z forward). Rays are cast in head space, where the meshes live.
+        vertices: [F, V, 3] float32 tracked mesh per frame, head space (may be a memmap).
+        faces: [T, 3] int32, shared by every frame and by ``canonical``.
+        canonical: [V, 3] float32 this identity's neutral mesh.
+        expressions: [F, E] float32 expression coefficients per frame.
+        expression_names: E names ("" when unknown).
+        is_train: [F] bool, True for the training split (first 90 % in our layout).
+        image_paths: F image files (RGBA; alpha = head mask).
+        images: optional [F, H, W, 4] uint8 (memmap of the image cache) or None.
+        seg_paths: F segmentation files (INSTA ids in the red channel) or None each.
+        vertex_regions: optional [V] uint8 region ids (see ``face_model.REGIONS``).
+        fps: frames per second of the source video.
+        face_model: name of the head model the meshes come from.
+        expression_basis: optional [E, V, 3] float32 (for driving a mesh from coefficients).
+    """
+
+    name: str
+    root: Path
+    source: str
+    width: int
+    height: int
+    intrinsics: np.ndarray
+    cam_to_head: np.ndarray
+    vertices: np.ndarray
+    faces: np.ndarray
+    canonical: np.ndarray
+    expressions: np.ndarray
+    expression_names: list[str]
+    is_train: np.ndarray
+    image_paths: list[Path]
+    images: np.ndarray | None = None
+    seg_paths: list[Path | None] = field(default_factory=list)
+    vertex_regions: np.ndarray | None = None
+    fps: float = 25.0
+    face_model: str = "unknown"
+    expression_basis: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.vertices.shape[1])
+
+    @property
+    def n_expressions(self) -> int:
+        return int(self.expressions.shape[1])
+
+    def image(self, i: int) -> np.ndarray:
+        """[H, W, 4] uint8 RGBA of frame i (from the cache when present)."""
+        if self.images is not None:
+            return np.asarray(self.images[i])
+        return read_rgba(self.image_paths[i], self.width, self.height)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Frame indices of ``"train"``, ``"test"`` or ``"all"``."""
+        if split == "all":
+            return np.arange(self.n_frames)
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}")
+        return np.flatnonzero(self.is_train if split == "train" else ~self.is_train)
+
+    def validate(self) -> None:
+        """Shape and finiteness checks; raises :class:`InputError` naming the folder."""
+        F, V = self.n_frames, self.n_vertices
+        expect = {
+            "intrinsics": (self.intrinsics, (F, 4)),
+            "cam_to_head": (self.cam_to_head, (F, 4, 4)),
+            "canonical": (self.canonical, (V, 3)),
+            "is_train": (self.is_train, (F,)),
+        }
+        for key, (arr, shape) in expect.items():
+            if arr.shape != shape:
+                raise InputError(self.root, f"{key} has shape {arr.shape}, expected {shape}")
+        if self.expressions.ndim != 2 or self.expressions.shape[0] != F:
+            raise InputError(self.root, f"expressions have shape {self.expressions.shape}, expected ({F}, E)")
+        if len(self.image_paths) != F:
+            raise InputError(self.root, f"{len(self.image_paths)} images for {F} frames")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3 or self.faces.max(initial=0) >= V or self.faces.min(initial=0) < 0:
+            raise InputError(self.root, f"faces {self.faces.shape} do not index {V} vertices")
+        for key in ("intrinsics", "cam_to_head", "canonical", "expressions"):
+            if not np.isfinite(getattr(self, key)).all():
+                raise InputError(self.root, f"{key} contain NaN or inf")
+        if F == 0:
+            raise InputError(self.root, "no frames")
+        if not self.is_train.any():
+            raise InputError(self.root, "no training frames")
+        if self.images is not None and self.images.shape != (F, self.height, self.width, 4):
+            raise InputError(self.root, f"image cache has shape {self.images.shape}, expected ({F}, {self.height}, {self.width}, 4)")
+
+
+def read_rgba(path: Path, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Decode an image to [H, W, 4] uint8 (alpha = 255 when the file has none)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "image file not found")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGBA")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(path, f"unreadable image ({e})") from None
+    if width is not None and arr.shape[:2] != (height, width):
+        raise InputError(path, f"image is {arr.shape[1]}x{arr.shape[0]}, expected {width}x{height}")
+    return arr
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Decode a mask to [H, W] uint8 (the red channel, as INSTA's seg_mask files)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, FileNotFoundError) as e:
+        raise InputError(path, f"unreadable mask ({e})") from None
+    return arr[..., 0] if arr.ndim == 3 else arr
+
+
+def check_finite(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Return ``arr`` or raise InputError when it holds NaN/inf."""
+    if not np.isfinite(arr).all():
+        raise InputError(path, f"{what} contain NaN or inf")
+    return arr
+
+
+def fingerprint(*files: Path) -> str:
+    """sha1 over file contents (missing files hash as empty); invalidates caches."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}".encode())
+    for f in files:
+        h.update(str(Path(f).name).encode())
+        if Path(f).is_file():
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def load_json(path: Path) -> dict:
+    """Parse a JSON file with a one-line error naming it."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"invalid JSON ({e})") from None
+
+
+def require(d: dict, key: str, path: Path):
+    """d[key] or an InputError naming the file and the missing key."""
+    if key not in d:
+        raise InputError(path, f"missing key {key!r}")
+    return d[key]
+
+
+def matrix44(value, path: Path, what: str) -> np.ndarray:
+    """A 4×4 float32 matrix from JSON (3×4 is padded), with shape/finite checks."""
+    m = np.asarray(value, dtype=np.float64)
+    if m.shape == (3, 4):
+        m = np.concatenate([m, [[0, 0, 0, 1]]], 0)
+    if m.shape != (4, 4):
+        raise InputError(path, f"{what} has shape {m.shape}, expected 4x4")
+    if not np.isfinite(m).all():
+        raise InputError(path, f"{what} contains NaN or inf")
+    return m

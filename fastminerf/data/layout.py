@@ -1,0 +1,363 @@
+"""fastminerf's on-disk layout for one identity: write it, read it.
+
+One folder per identity, close to INSTA's layout (field-by-field description in README.md,
+"Data layout")::
+
+    <identity>/
+      transforms_train.json     intrinsics + per-frame camera, head pose and paths (first 90 %)
+      transforms_test.json      the same for the held-out last 10 %
+      canonical.obj             this identity's neutral mesh (defines the topology)
+      images/00000.png          RGBA, alpha = head mask
+      seg_mask/00000.png        optional, INSTA region ids
+      meshes/00000.obj          optional per-frame tracked mesh (head space), for INSTA tools
+      expressions/00000.txt     expression coefficients of the frame (one line)
+      vertex_regions.npy        optional [V] uint8 region id per vertex
+      expression_basis.npy      optional [E, V, 3] float32 blendshapes (drive a mesh from sliders)
+      cache/                    compact arrays, rebuilt from the files above when stale:
+        vertices.npy [F, V, 3] float32, expressions.npy [F, E] float32,
+        images.npy [F, H, W, 4] uint8, meta.json (fingerprint of the two transforms files)
+
+Writing goes to a hidden temporary folder that is renamed into place at the end, so an
+interrupted writer never leaves a half-written identity behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .identity import (
+    IdentityData,
+    check_finite,
+    fingerprint,
+    load_json,
+    matrix44,
+    read_gray,
+    read_rgba,
+    require,
+)
+from .mesh_io import read_obj, write_obj
+
+FORMAT = "fastminerf-1"
+TRAIN_JSON, TEST_JSON = "transforms_train.json", "transforms_test.json"
+
+
+def _r(x, nd: int = 7):
+    """Round floats (recursively) so JSON output is short and byte-stable."""
+    if isinstance(x, (list, tuple)):
+        return [_r(v, nd) for v in x]
+    return round(float(x), nd)
+
+
+class IdentityWriter:
+    """Stream the frames of one identity into our layout.
+
+    Example::
+
+        with IdentityWriter("data/alice", n_frames=F, width=W, height=H,
+                            intrinsics=(fx, fy, cx, cy), faces=faces, canonical=neutral,
+                            expression_names=names) as w:
+            for i in range(F):
+                w.add(i, rgba, c2w, head_pose, vertices, expression)
+        # the folder exists only now (w.finish() ran on exit)
+
+    Args:
+        out_dir: the identity folder to create (its name is the identity name).
+        n_frames: F, number of frames that will be added.
+        width, height: image size.
+        intrinsics: (fx, fy, cx, cy) in pixels, shared by all frames.
+        faces: [T, 3] int triangles. canonical: [V, 3] neutral mesh of this identity.
+        expression_names: E names of the expression coefficients.
+        fps: frame rate. face_model: name of the head model.
+        vertex_regions: optional [V] uint8. expression_basis: optional [E, V, 3].
+        write_obj: also write meshes/NNNNN.obj per frame (INSTA tools expect them).
+        overwrite: replace an existing folder (otherwise that is an error).
+        extra: extra top-level JSON keys (e.g. provenance of a synthetic cast).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        n_frames: int,
+        width: int,
+        height: int,
+        intrinsics: tuple[float, float, float, float],
+        faces: np.ndarray,
+        canonical: np.ndarray,
+        expression_names: list[str],
+        fps: float = 25.0,
+        face_model: str = "unknown",
+        vertex_regions: np.ndarray | None = None,
+        expression_basis: np.ndarray | None = None,
+        write_obj: bool = True,
+        overwrite: bool = False,
+        extra: dict | None = None,
+    ):
+        self.out = Path(out_dir)
+        if self.out.exists() and not overwrite:
+            raise InputError(self.out, "already exists (pass overwrite=True / --overwrite to replace it)")
+        self.n, self.W, self.H = int(n_frames), int(width), int(height)
+        self.K = tuple(float(v) for v in intrinsics)
+        self.faces = np.asarray(faces, np.int32)
+        self.canonical = np.asarray(canonical, np.float32)
+        V, E = self.canonical.shape[0], len(expression_names)
+        self.meta = dict(fps=float(fps), face_model=face_model, expression_names=list(expression_names), extra=extra or {})
+        self.write_obj, self.overwrite = write_obj, overwrite
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        for sub in ("images", "expressions", "cache") + (("meshes",) if write_obj else ()):
+            (self.tmp / sub).mkdir(parents=True)
+        c = self.tmp / "cache"
+        self.images = np.lib.format.open_memmap(c / "images.npy", "w+", np.uint8, (self.n, self.H, self.W, 4))
+        self.vertices = np.lib.format.open_memmap(c / "vertices.npy", "w+", np.float32, (self.n, V, 3))
+        self.expressions = np.lib.format.open_memmap(c / "expressions.npy", "w+", np.float32, (self.n, E))
+        self.frames: list[dict | None] = [None] * self.n
+        if vertex_regions is not None:
+            np.save(self.tmp / "vertex_regions.npy", np.asarray(vertex_regions, np.uint8))
+        if expression_basis is not None:
+            np.save(self.tmp / "expression_basis.npy", np.asarray(expression_basis, np.float32))
+
+    def add(
+        self,
+        i: int,
+        rgba: np.ndarray,
+        c2w: np.ndarray,
+        head_pose: np.ndarray,
+        vertices: np.ndarray,
+        expression: np.ndarray,
+        seg: np.ndarray | None = None,
+        time: float | None = None,
+    ) -> None:
+        """Add frame i: rgba [H, W, 4] uint8, c2w [4, 4] camera-to-world (OpenCV axes),
+        head_pose [4, 4] head-to-world, vertices [V, 3] head space, expression [E],
+        seg optional [H, W] uint8 region ids, time in seconds (default i / fps)."""
+        from PIL import Image
+
+        rgba = np.asarray(rgba, np.uint8)
+        if rgba.shape != (self.H, self.W, 4):
+            raise ValueError(f"frame {i}: rgba has shape {rgba.shape}, expected {(self.H, self.W, 4)}")
+        name = f"{i:05d}"
+        Image.fromarray(rgba, "RGBA").save(self.tmp / "images" / f"{name}.png", compress_level=1)
+        self.images[i] = rgba
+        self.vertices[i] = vertices
+        self.expressions[i] = expression
+        np.savetxt(self.tmp / "expressions" / f"{name}.txt", np.asarray(expression, np.float64)[None], fmt="%.6f")
+        frame = {
+            "frame_index": i,
+            "time": _r(i / self.meta["fps"] if time is None else time, 5),
+            "file_path": f"images/{name}.png",
+            "transform_matrix": _r(np.asarray(c2w).tolist()),
+            "head_pose": _r(np.asarray(head_pose).tolist()),
+            "exp_path": f"expressions/{name}.txt",
+        }
+        if self.write_obj:
+            write_obj(self.tmp / "meshes" / f"{name}.obj", vertices)
+            frame["mesh_path"] = f"meshes/{name}.obj"
+        if seg is not None:
+            (self.tmp / "seg_mask").mkdir(exist_ok=True)
+            Image.fromarray(np.asarray(seg, np.uint8), "L").save(self.tmp / "seg_mask" / f"{name}.png", compress_level=1)
+            frame["seg_mask_path"] = f"seg_mask/{name}.png"
+        self.frames[i] = frame
+
+    def finish(self, train_fraction: float = 0.9) -> Path:
+        """Write the JSON files and the cache fingerprint, then move the folder into place."""
+        missing = [i for i, f in enumerate(self.frames) if f is None]
+        if missing:
+            raise ValueError(f"{self.out}: frames never added: {missing[:5]}...")
+        n_train = max(1, min(self.n, int(math.ceil(train_fraction * self.n - 1e-9))))
+        if self.n > 1 and n_train == self.n:
+            n_train = self.n - 1  # keep at least one held-out frame
+        fx, fy, cx, cy = self.K
+        top = {
+            "format": FORMAT,
+            "identity": self.out.name,
+            "w": self.W, "h": self.H,
+            "fl_x": _r(fx), "fl_y": _r(fy), "cx": _r(cx), "cy": _r(cy),
+            "camera_angle_x": _r(2 * math.atan(self.W / (2 * fx))),
+            "camera_angle_y": _r(2 * math.atan(self.H / (2 * fy))),
+            "fps": self.meta["fps"],
+            "face_model": self.meta["face_model"],
+            "expression_names": self.meta["expression_names"],
+            "canonical_mesh": "canonical.obj",
+            **self.meta["extra"],
+        }
+        for fname, frames in ((TRAIN_JSON, self.frames[:n_train]), (TEST_JSON, self.frames[n_train:])):
+            (self.tmp / fname).write_text(json.dumps({**top, "frames": frames}, indent=1))
+        write_obj(self.tmp / "canonical.obj", self.canonical, self.faces)
+        for arr in (self.images, self.vertices, self.expressions):
+            arr.flush()
+        del self.images, self.vertices, self.expressions
+        _write_cache_meta(self.tmp, self.n)
+        if self.out.exists():  # only reachable with overwrite=True
+            shutil.rmtree(self.out)
+        self.tmp.rename(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Remove the temporary folder (nothing is left behind)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "IdentityWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+
+def _write_cache_meta(root: Path, n_frames: int) -> None:
+    meta = {"fingerprint": fingerprint(root / TRAIN_JSON, root / TEST_JSON), "n_frames": n_frames}
+    (root / "cache" / "meta.json").write_text(json.dumps(meta))
+
+
+def is_fastminerf_identity(root: Path) -> bool:
+    p = Path(root) / TRAIN_JSON
+    if not p.is_file():
+        return False
+    try:
+        return str(json.loads(p.read_text()).get("format", "")).startswith("fastminerf")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def read_identity(root: str | Path) -> IdentityData:
+    """Read one identity folder in our layout (see module docstring).
+
+    The cache is used when its fingerprint matches the transforms files; otherwise it is
+    rebuilt from the per-frame files (meshes/*.obj, expressions/*.txt, images/*.png).
+    Raises InputError naming the file for every problem found.
+    """
+    root = Path(root)
+    train_p, test_p = root / TRAIN_JSON, root / TEST_JSON
+    top = load_json(train_p)
+    test = load_json(test_p) if test_p.is_file() else {"frames": []}
+    frames = [(f, True) for f in require(top, "frames", train_p)] + [(f, False) for f in test.get("frames", [])]
+    if not frames:
+        raise InputError(train_p, "no frames")
+    for f, tr in frames:
+        require(f, "frame_index", train_p if tr else test_p)
+    frames.sort(key=lambda ft: int(ft[0]["frame_index"]))
+    F = len(frames)
+    if [int(f["frame_index"]) for f, _ in frames] != list(range(F)):
+        raise InputError(train_p, "frame_index values must be 0..F-1 across the train and test files")
+    W, H = int(require(top, "w", train_p)), int(require(top, "h", train_p))
+    K = np.array([[float(require(top, k, train_p)) for k in ("fl_x", "fl_y", "cx", "cy")]] * F, np.float32)
+    check_finite(K, train_p, "intrinsics")
+    c2h = np.empty((F, 4, 4), np.float32)
+    for i, (f, tr) in enumerate(frames):
+        src = train_p if tr else test_p
+        c2w = matrix44(require(f, "transform_matrix", src), src, f"frame {i} transform_matrix")
+        pose = matrix44(f.get("head_pose", np.eye(4)), src, f"frame {i} head_pose")
+        c2h[i] = np.linalg.solve(pose, c2w)
+    image_paths = [root / require(f, "file_path", train_p) for f, _ in frames]
+    for p in image_paths:
+        if not p.is_file():
+            raise InputError(p, "image file not found")
+    seg_paths = [root / f["seg_mask_path"] if "seg_mask_path" in f else None for f, _ in frames]
+    canon_path = root / top.get("canonical_mesh", "canonical.obj")
+    canonical, faces = read_obj(canon_path)
+
+    cache = root / "cache"
+    fp = fingerprint(train_p, test_p)
+    meta_p = cache / "meta.json"
+    valid = meta_p.is_file() and json.loads(meta_p.read_text()).get("fingerprint") == fp
+    if valid:
+        try:
+            vertices = np.load(cache / "vertices.npy", mmap_mode="r")
+            expressions = np.load(cache / "expressions.npy", mmap_mode="r")
+            images = np.load(cache / "images.npy", mmap_mode="r")
+        except (OSError, ValueError):
+            valid = False
+    if not valid:
+        vertices, expressions, images = _rebuild_cache(root, frames, canonical, W, H, fp)
+    if vertices.shape != (F, canonical.shape[0], 3):
+        raise InputError(cache / "vertices.npy", f"shape {vertices.shape} does not match {F} frames of the canonical mesh ({canonical.shape[0]} vertices)")
+    names = list(top.get("expression_names", [""] * expressions.shape[1]))
+    if len(names) != expressions.shape[1]:
+        raise InputError(train_p, f"{len(names)} expression_names for {expressions.shape[1]} coefficients")
+    regions = _optional_npy(root / "vertex_regions.npy", (canonical.shape[0],))
+    basis = _optional_npy(root / "expression_basis.npy", (len(names), canonical.shape[0], 3))
+    data = IdentityData(
+        name=root.name, root=root, source="fastminerf", width=W, height=H, intrinsics=K,
+        cam_to_head=c2h, vertices=vertices, faces=faces, canonical=canonical,
+        expressions=expressions, expression_names=names,
+        is_train=np.array([tr for _, tr in frames]), image_paths=image_paths, images=images,
+        seg_paths=seg_paths, vertex_regions=regions, fps=float(top.get("fps", 25.0)),
+        face_model=str(top.get("face_model", "unknown")), expression_basis=basis,
+    )
+    data.validate()
+    return data
+
+
+def _optional_npy(path: Path, shape: tuple) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"unreadable array ({e})") from None
+    if arr.shape != shape:
+        raise InputError(path, f"shape {arr.shape}, expected {shape}")
+    return arr
+
+
+def _rebuild_cache(root: Path, frames: list, canonical: np.ndarray, W: int, H: int, fp: str):
+    """Read every per-frame file into cache/*.npy (each written to a temp name, then renamed)."""
+    F, V = len(frames), canonical.shape[0]
+    verts = np.empty((F, V, 3), np.float32)
+    exps = None
+    imgs = np.empty((F, H, W, 4), np.uint8)
+    for i, (f, _) in enumerate(frames):
+        if "mesh_path" not in f:
+            raise InputError(root / TRAIN_JSON, f"frame {i} has no mesh_path and the cache is missing or stale")
+        mp = root / f["mesh_path"]
+        v, _ = read_obj(mp)
+        if v.shape[0] != V:
+            raise InputError(mp, f"mesh has {v.shape[0]} vertices, canonical.obj has {V} (different topology)")
+        verts[i] = v
+        ep = root / require(f, "exp_path", root / TRAIN_JSON)
+        e = _read_expression(ep)
+        if exps is None:
+            exps = np.empty((F, e.shape[0]), np.float32)
+        if e.shape[0] != exps.shape[1]:
+            raise InputError(ep, f"{e.shape[0]} expression coefficients, other frames have {exps.shape[1]}")
+        exps[i] = e
+        imgs[i] = read_rgba(root / f["file_path"], W, H)
+    cache = root / "cache"
+    try:
+        cache.mkdir(exist_ok=True)
+        for name, arr in (("vertices", verts), ("expressions", exps), ("images", imgs)):
+            tmp = cache / f"{name}.tmp.npy"
+            np.save(tmp, arr)
+            tmp.replace(cache / f"{name}.npy")
+        (cache / "meta.json").write_text(json.dumps({"fingerprint": fp, "n_frames": F}))
+    except OSError:
+        pass  # read-only dataset: keep the arrays in memory only
+    return verts, exps, imgs
+
+
+def _read_expression(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(path, "expression file not found")
+    try:
+        e = np.loadtxt(path, dtype=np.float32, ndmin=1).ravel()
+    except ValueError as err:
+        raise InputError(path, f"unreadable expression coefficients ({err})") from None
+    if e.size == 0:
+        raise InputError(path, "empty expression file")
+    return check_finite(e, path, "expression coefficients")
+
+
+def read_seg(data: IdentityData, i: int) -> np.ndarray | None:
+    """[H, W] uint8 region ids of frame i, or None without a seg_mask file."""
+    p = data.seg_paths[i] if data.seg_paths else None
+    return None if p is None else read_gray(p)

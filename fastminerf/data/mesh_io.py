@@ -1,0 +1,47 @@
+"""Triangle-mesh files: OBJ read (via trimesh) and a fast OBJ write.
+
+pytorch3d has no build for our torch, so mesh I/O is trimesh plus numpy here.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a mesh keeping vertex order (quads and polygons are triangulated).
+
+    Returns:
+        vertices [V, 3] float32, faces [T, 3] int32.
+    Raises:
+        InputError naming the file when it is missing, unreadable, empty or holds NaN/inf.
+    """
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "mesh file not found")
+    try:
+        mesh = trimesh.load(path, process=False, maintain_order=True, force="mesh")
+    except Exception as e:  # trimesh raises many types for bad files
+        raise InputError(path, f"unreadable mesh ({type(e).__name__}: {e})") from None
+    v = np.asarray(mesh.vertices, dtype=np.float32)
+    f = np.asarray(mesh.faces, dtype=np.int32)
+    if v.ndim != 2 or v.shape[0] == 0 or f.ndim != 2 or f.shape[0] == 0:
+        raise InputError(path, "mesh has no vertices or no faces")
+    if not np.isfinite(v).all():
+        raise InputError(path, "mesh vertices contain NaN or inf")
+    return v, f
+
+
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray | None = None) -> None:
+    """Write vertices [V, 3] (and optionally faces [T, 3], 0-based) as OBJ text."""
+    buf = io.StringIO()
+    np.savetxt(buf, np.asarray(vertices, np.float64), fmt="v %.6f %.6f %.6f")
+    if faces is not None:
+        np.savetxt(buf, np.asarray(faces, np.int64) + 1, fmt="f %d %d %d")
+    Path(path).write_text(buf.getvalue())
