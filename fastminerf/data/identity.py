@@ -116,8 +116,6 @@ class IdentityData:
                 raise InputError(self.root, f"{key} contain NaN or inf")
         if F == 0:
             raise InputError(self.root, "no frames")
-        if not self.is_train.any():
-            raise InputError(self.root, "no training frames")
         if self.images is not None and self.images.shape != (F, self.height, self.width, 4):
             raise InputError(self.root, f"image cache has shape {self.images.shape}, expected ({F}, {self.height}, {self.width}, 4)")
 

@@ -167,13 +167,20 @@ class IdentityWriter:
         self.frames[i] = frame
 
     def finish(self, train_fraction: float = 0.9) -> Path:
-        """Write the JSON files and the cache fingerprint, then move the folder into place."""
+        """Write the JSON files and the cache fingerprint, then move the folder into place.
+
+        The first ceil(train_fraction·F) frames form the training split (at least one frame
+        is held out when F > 1); train_fraction = 0 writes a held-out-only sequence.
+        """
         missing = [i for i, f in enumerate(self.frames) if f is None]
         if missing:
             raise ValueError(f"{self.out}: frames never added: {missing[:5]}...")
-        n_train = max(1, min(self.n, int(math.ceil(train_fraction * self.n - 1e-9))))
-        if self.n > 1 and n_train == self.n:
-            n_train = self.n - 1  # keep at least one held-out frame
+        if train_fraction <= 0:  # a held-out-only sequence (e.g. cross-reenactment ground truth)
+            n_train = 0
+        else:
+            n_train = max(1, min(self.n, int(math.ceil(train_fraction * self.n - 1e-9))))
+            if self.n > 1 and n_train == self.n:
+                n_train = self.n - 1  # keep at least one held-out frame
         fx, fy, cx, cy = self.K
         top = {
             "format": FORMAT,
