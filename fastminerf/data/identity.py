@@ -194,3 +194,71 @@ def matrix44(value, path: Path, what: str) -> np.ndarray:
     if not np.isfinite(m).all():
         raise InputError(path, f"{what} contains NaN or inf")
     return m
+
+
+def read_expression(path: Path) -> np.ndarray:
+    """[E] float32 coefficients from a text file (any whitespace layout)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "expression file not found")
+    try:
+        e = np.loadtxt(path, dtype=np.float32, ndmin=1).ravel()
+    except ValueError as err:
+        raise InputError(path, f"unreadable expression coefficients ({err})") from None
+    if e.size == 0:
+        raise InputError(path, "empty expression file")
+    return check_finite(e, path, "expression coefficients")
+
+
+def load_cache(cache: Path, fp: str):
+    """(vertices [F,V,3], expressions [F,E], images [F,H,W,4]) as read-only memmaps when
+    ``cache/meta.json`` carries fingerprint ``fp``; otherwise None."""
+    meta_p = cache / "meta.json"
+    try:
+        if json.loads(meta_p.read_text()).get("fingerprint") != fp:
+            return None
+        return tuple(np.load(cache / f"{k}.npy", mmap_mode="r") for k in ("vertices", "expressions", "images"))
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+
+
+def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_vertices: int, width: int, height: int):
+    """Read every per-frame file into arrays and store them in ``cache/`` (temp + rename).
+
+    Args:
+        mesh_paths, exp_paths: F files each. read_image: i -> [H, W, 4] uint8.
+        n_vertices: V of the canonical mesh (a frame mesh with another count is an error).
+    Returns:
+        (vertices [F,V,3] float32, expressions [F,E] float32, images [F,H,W,4] uint8).
+        When the folder is read-only the arrays stay in memory only.
+    """
+    from .mesh_io import read_obj_vertices
+
+    F = len(mesh_paths)
+    verts = np.empty((F, n_vertices, 3), np.float32)
+    imgs = np.empty((F, height, width, 4), np.uint8)
+    exps = None
+    for i in range(F):
+        v = read_obj_vertices(mesh_paths[i])
+        if v.shape[0] != n_vertices:
+            raise InputError(mesh_paths[i], f"mesh has {v.shape[0]} vertices, the canonical mesh has {n_vertices} (different topology)")
+        verts[i] = v
+        e = read_expression(exp_paths[i])
+        if exps is None:
+            exps = np.empty((F, e.shape[0]), np.float32)
+        if e.shape[0] != exps.shape[1]:
+            raise InputError(exp_paths[i], f"{e.shape[0]} expression coefficients, other frames have {exps.shape[1]}")
+        exps[i] = e
+        imgs[i] = read_image(i)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, arr in (("vertices", verts), ("expressions", exps), ("images", imgs)):
+            tmp = cache / f"{name}.tmp.npy"
+            np.save(tmp, arr)
+            tmp.replace(cache / f"{name}.npy")
+        tmp = cache / "meta.json.tmp"
+        tmp.write_text(json.dumps({"fingerprint": fp, "n_frames": F}))
+        tmp.replace(cache / "meta.json")
+    except OSError:
+        pass  # read-only dataset: keep the arrays in memory
+    return verts, exps, imgs

@@ -9,7 +9,7 @@ One folder per identity, close to INSTA's layout (field-by-field description in 
       canonical.obj             this identity's neutral mesh (defines the topology)
       images/00000.png          RGBA, alpha = head mask
       seg_mask/00000.png        optional, INSTA region ids
-      meshes/00000.obj          optional per-frame tracked mesh (head space), for INSTA tools
+      meshes/00000.obj          per-frame tracked mesh (head space; optional when the cache exists)
       expressions/00000.txt     expression coefficients of the frame (one line)
       vertex_regions.npy        optional [V] uint8 region id per vertex
       expression_basis.npy      optional [E, V, 3] float32 blendshapes (drive a mesh from sliders)
@@ -33,8 +33,10 @@ import numpy as np
 from ..errors import InputError
 from .identity import (
     IdentityData,
+    build_cache,
     check_finite,
     fingerprint,
+    load_cache,
     load_json,
     matrix44,
     read_gray,
@@ -158,7 +160,7 @@ class IdentityWriter:
             "exp_path": f"expressions/{name}.txt",
         }
         if self.write_obj:
-            write_obj(self.tmp / "meshes" / f"{name}.obj", vertices)
+            write_obj(self.tmp / "meshes" / f"{name}.obj", vertices, self.faces)
             frame["mesh_path"] = f"meshes/{name}.obj"
         if seg is not None:
             (self.tmp / "seg_mask").mkdir(exist_ok=True)
@@ -275,17 +277,19 @@ def read_identity(root: str | Path) -> IdentityData:
 
     cache = root / "cache"
     fp = fingerprint(train_p, test_p)
-    meta_p = cache / "meta.json"
-    valid = meta_p.is_file() and json.loads(meta_p.read_text()).get("fingerprint") == fp
-    if valid:
-        try:
-            vertices = np.load(cache / "vertices.npy", mmap_mode="r")
-            expressions = np.load(cache / "expressions.npy", mmap_mode="r")
-            images = np.load(cache / "images.npy", mmap_mode="r")
-        except (OSError, ValueError):
-            valid = False
-    if not valid:
-        vertices, expressions, images = _rebuild_cache(root, frames, canonical, W, H, fp)
+    arrays = load_cache(cache, fp)
+    if arrays is None:
+        for i, (f, _) in enumerate(frames):
+            if "mesh_path" not in f:
+                raise InputError(train_p, f"frame {i} has no mesh_path and the cache is missing or stale")
+        arrays = build_cache(
+            cache, fp,
+            mesh_paths=[root / f["mesh_path"] for f, _ in frames],
+            exp_paths=[root / require(f, "exp_path", train_p) for f, _ in frames],
+            read_image=lambda i: read_rgba(image_paths[i], W, H),
+            n_vertices=canonical.shape[0], width=W, height=H,
+        )
+    vertices, expressions, images = arrays
     if vertices.shape != (F, canonical.shape[0], 3):
         raise InputError(cache / "vertices.npy", f"shape {vertices.shape} does not match {F} frames of the canonical mesh ({canonical.shape[0]} vertices)")
     names = list(top.get("expression_names", [""] * expressions.shape[1]))
@@ -315,53 +319,6 @@ def _optional_npy(path: Path, shape: tuple) -> np.ndarray | None:
     if arr.shape != shape:
         raise InputError(path, f"shape {arr.shape}, expected {shape}")
     return arr
-
-
-def _rebuild_cache(root: Path, frames: list, canonical: np.ndarray, W: int, H: int, fp: str):
-    """Read every per-frame file into cache/*.npy (each written to a temp name, then renamed)."""
-    F, V = len(frames), canonical.shape[0]
-    verts = np.empty((F, V, 3), np.float32)
-    exps = None
-    imgs = np.empty((F, H, W, 4), np.uint8)
-    for i, (f, _) in enumerate(frames):
-        if "mesh_path" not in f:
-            raise InputError(root / TRAIN_JSON, f"frame {i} has no mesh_path and the cache is missing or stale")
-        mp = root / f["mesh_path"]
-        v, _ = read_obj(mp)
-        if v.shape[0] != V:
-            raise InputError(mp, f"mesh has {v.shape[0]} vertices, canonical.obj has {V} (different topology)")
-        verts[i] = v
-        ep = root / require(f, "exp_path", root / TRAIN_JSON)
-        e = _read_expression(ep)
-        if exps is None:
-            exps = np.empty((F, e.shape[0]), np.float32)
-        if e.shape[0] != exps.shape[1]:
-            raise InputError(ep, f"{e.shape[0]} expression coefficients, other frames have {exps.shape[1]}")
-        exps[i] = e
-        imgs[i] = read_rgba(root / f["file_path"], W, H)
-    cache = root / "cache"
-    try:
-        cache.mkdir(exist_ok=True)
-        for name, arr in (("vertices", verts), ("expressions", exps), ("images", imgs)):
-            tmp = cache / f"{name}.tmp.npy"
-            np.save(tmp, arr)
-            tmp.replace(cache / f"{name}.npy")
-        (cache / "meta.json").write_text(json.dumps({"fingerprint": fp, "n_frames": F}))
-    except OSError:
-        pass  # read-only dataset: keep the arrays in memory only
-    return verts, exps, imgs
-
-
-def _read_expression(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InputError(path, "expression file not found")
-    try:
-        e = np.loadtxt(path, dtype=np.float32, ndmin=1).ravel()
-    except ValueError as err:
-        raise InputError(path, f"unreadable expression coefficients ({err})") from None
-    if e.size == 0:
-        raise InputError(path, "empty expression file")
-    return check_finite(e, path, "expression coefficients")
 
 
 def read_seg(data: IdentityData, i: int) -> np.ndarray | None:

@@ -38,6 +38,29 @@ def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return v, f
 
 
+def read_obj_vertices(path: str | Path) -> np.ndarray:
+    """Only the vertex positions of an OBJ file, in file order: [V, 3] float32.
+
+    Much faster than a full parse; used for per-frame meshes whose topology is the
+    canonical mesh's. Raises InputError naming the file when missing, empty or non-finite.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, "mesh file not found" if isinstance(e, FileNotFoundError) else f"unreadable mesh ({e})") from None
+    rows = [ln[2:].split()[:3] for ln in text.splitlines() if ln.startswith(b"v ")]
+    try:
+        v = np.array(rows, dtype=np.float32)
+    except ValueError as e:
+        raise InputError(path, f"unreadable vertex line ({e})") from None
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] != 3:
+        raise InputError(path, "mesh has no vertices")
+    if not np.isfinite(v).all():
+        raise InputError(path, "mesh vertices contain NaN or inf")
+    return v
+
+
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray | None = None) -> None:
     """Write vertices [V, 3] (and optionally faces [T, 3], 0-based) as OBJ text."""
     buf = io.StringIO()
