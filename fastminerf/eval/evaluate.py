@@ -1,0 +1,109 @@
+"""Held-out evaluation: PSNR / SSIM per identity, and transfer PSNR against ground truth.
+
+Held-out frames are each identity's test split (the last 10 % of its video). They have no
+trained latent code, so they use the identity's mean latent code. ``psnr`` is over the
+whole image on the eval background; ``psnr_masked`` only over pixels where the ground
+truth or the render is head (alpha / opacity > 0.5) — the harder number.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..render.views import background_color, composite_target, frames_from_cast, render_image
+from .metrics import psnr, ssim
+
+
+def _score(avatar, fb, c2h, K, rgba, H, W, bg) -> tuple[float, float, float]:
+    out = render_image(avatar, fb, c2h, K, H, W, bg)
+    gt = composite_target(rgba, bg).to(out["rgb"].device)
+    mask = (torch.as_tensor(np.asarray(rgba)[..., 3] > 127).to(gt.device)) | (out["opacity"] > 0.5)
+    return psnr(out["rgb"], gt), ssim(out["rgb"], gt), psnr(out["rgb"], gt, mask)
+
+
+def _pick(frames: np.ndarray, k: int | None) -> np.ndarray:
+    if k is None or k >= len(frames):
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, k).round().astype(int)]
+
+
+@torch.no_grad()
+def evaluate_cast(avatar, cast, split: str = "test", frames_per_identity: int | None = None, background: str = "white",
+                  transfer: bool = True) -> dict:
+    """Evaluate a model on a cast's held-out frames (and transfer ground truth when present).
+
+    Returns:
+        {"psnr", "ssim", "psnr_masked", "n_frames", "per_identity": {name: {...}},
+         "transfer_psnr", "transfer_ssim", "transfer_pairs" (only with ground truth)}.
+    """
+    bg = background_color(background, avatar.canonical.device)
+    per, allp, alls, allm = {}, [], [], []
+    for k, name in enumerate(cast.names):
+        frames = _pick(cast.frames(split, k), frames_per_identity)
+        ps, ss, ms = [], [], []
+        for f in frames:
+            fb = frames_from_cast(avatar, cast, np.array([f]), own_latents=(split == "train"))
+            p, s, m = _score(avatar, fb, torch.from_numpy(cast.cam_to_head[f]), torch.from_numpy(cast.intrinsics[f]),
+                             cast.image(f), cast.height, cast.width, bg)
+            ps.append(p), ss.append(s), ms.append(m)
+        per[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_masked": float(np.mean(ms)), "n_frames": len(frames)}
+        allp += ps
+        alls += ss
+        allm += ms
+    res = {"psnr": float(np.mean(allp)), "ssim": float(np.mean(alls)), "psnr_masked": float(np.mean(allm)),
+           "n_frames": len(allp), "per_identity": per}
+    if transfer:
+        res.update(evaluate_transfer(avatar, cast, frames_per_identity, background))
+    return res
+
+
+@torch.no_grad()
+def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, background: str = "white") -> dict:
+    """Transfer PSNR against cross-reenactment ground truth (``<A>/transfer/<B>/`` folders).
+
+    Identity A is driven by B's held-out frames through the same code path as
+    ``fastminerf render --expressions-from`` (delta transfer of B's meshes onto A's
+    neutral mesh, B's expressions and head poses); compared with the ground truth render.
+    Returns {} when the cast has no transfer folders.
+    """
+    from ..data.layout import read_identity
+    from ..render.transfer import driven_frames
+
+    bg = background_color(background, avatar.canonical.device)
+    pairs, ps, ss = {}, [], []
+    for a_idx, d in enumerate(cast.identities):
+        tdir = d.root / "transfer"
+        if not tdir.is_dir():
+            continue
+        for sub in sorted(p for p in tdir.iterdir() if (p / "transforms_test.json").is_file()):
+            gt = read_identity(sub)
+            driver = sub.name
+            if driver not in cast.names:
+                continue
+            b_idx = cast.names.index(driver)
+            src = _driver_frames(sub, cast, b_idx)
+            keep = _pick(np.arange(len(src)), frames_per_pair)
+            pp, sp = [], []
+            for j in keep:
+                fb, c2h, K = driven_frames(avatar, cast, a_idx, np.array([src[j]]))
+                out = render_image(avatar, fb, c2h[0], K[0], cast.height, cast.width, bg)
+                target = composite_target(gt.image(int(j)), bg).to(out["rgb"].device)
+                pp.append(psnr(out["rgb"], target))
+                sp.append(ssim(out["rgb"], target))
+            pairs[f"{d.name}<-{driver}"] = float(np.mean(pp))
+            ps += pp
+            ss += sp
+    if not ps:
+        return {}
+    return {"transfer_psnr": float(np.mean(ps)), "transfer_ssim": float(np.mean(ss)), "transfer_pairs": pairs}
+
+
+def _driver_frames(sub, cast, b_idx: int) -> np.ndarray:
+    """Global frames of the driver that a transfer folder was rendered from."""
+    import json
+
+    meta = json.loads((sub / "transforms_test.json").read_text()).get("transfer", {})
+    local = np.asarray(meta.get("driver_frames", []), np.int64)
+    if local.size == 0:  # default: the driver's held-out split
+        return cast.frames("test", b_idx)
+    return cast.frame_offset[b_idx] + local

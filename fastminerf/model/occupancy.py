@@ -1,0 +1,91 @@
+"""Occupancy grid in head space: which cells the marcher may sample.
+
+A density grid [R³] (EMA of the field's σ at random points in each cell) and its bitfield
+[R, R, R]. It is a union over frames: each refresh evaluates points of random cells through
+the meshes of random training frames (INSTA). Only *candidate* cells are ever refreshed:
+with the far-from-mesh cut-off, cells farther than the cut-off from every training mesh can
+never hold density, so they are excluded once at start (the "mesh band").
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class OccupancyGrid(nn.Module):
+    """Args:
+        resolution: R cells per axis. aabb: [6] head-space box (min xyz, max xyz).
+    Buffers: ``density`` [R³], ``bitfield`` [R, R, R] bool, ``candidates`` [C] int64 flat cells.
+    """
+
+    def __init__(self, resolution: int, aabb: torch.Tensor):
+        super().__init__()
+        R = int(resolution)
+        self.R = R
+        self.register_buffer("aabb", aabb.float().clone())
+        self.register_buffer("density", torch.zeros(R**3))
+        self.register_buffer("bitfield", torch.ones(R, R, R, dtype=torch.bool))
+        self.register_buffer("candidates", torch.arange(R**3))
+
+    @property
+    def cell_size(self) -> torch.Tensor:
+        return (self.aabb[3:] - self.aabb[:3]) / self.R
+
+    def cells_of(self, points: torch.Tensor) -> torch.Tensor:
+        """Flat cell index of points [N, 3] (clamped into the grid)."""
+        ijk = ((points - self.aabb[:3]) / self.cell_size).long().clamp_(0, self.R - 1)
+        return (ijk[:, 0] * self.R + ijk[:, 1]) * self.R + ijk[:, 2]
+
+    def _dilate(self, mask: torch.Tensor, cells: int) -> torch.Tensor:
+        if cells <= 0:
+            return mask
+        m = mask.reshape(1, 1, self.R, self.R, self.R).float()
+        return F.max_pool3d(m, 2 * cells + 1, stride=1, padding=cells).reshape(-1) > 0
+
+    @torch.no_grad()
+    def init_from_meshes(self, vertices: torch.Tensor, band: float | None, init_density: float) -> None:
+        """Seed the grid from training meshes.
+
+        Args:
+            vertices: [N, 3] head-space vertices of (a subset of) the training frames.
+            band: far-from-mesh cut-off distance; cells beyond it are never candidates
+                (None = every cell is a candidate).
+            init_density: density given to cells holding mesh vertices (they start occupied).
+        """
+        surface = torch.zeros(self.R**3, dtype=torch.bool, device=self.density.device)
+        surface[self.cells_of(vertices.to(self.density.device))] = True
+        surface = self._dilate(surface, 1)
+        if band is not None:
+            n = int(math.ceil(band / float(self.cell_size.min()))) + 1
+            self.candidates = torch.nonzero(self._dilate(surface, n)).reshape(-1)
+        self.density.zero_()
+        self.density[surface] = init_density
+        self.bitfield = (self.density > 0).reshape(self.R, self.R, self.R)
+
+    @torch.no_grad()
+    def update(self, density_fn, n_points: int, decay: float, threshold: float, generator: torch.Generator) -> None:
+        """Refresh ``n_points`` random candidate cells.
+
+        density_fn: points [n, 3] (head space) → σ [n]. New density = max(old · decay, σ)
+        for refreshed cells, old · decay elsewhere... only refreshed cells change, as in
+        Instant-NGP; the bitfield is density > min(mean density, threshold).
+        """
+        dev = self.density.device
+        C = self.candidates.shape[0]
+        pick = self.candidates[torch.randint(C, (min(n_points, C),), generator=generator).to(dev)]
+        R = self.R
+        ijk = torch.stack([pick // (R * R), (pick // R) % R, pick % R], -1).float()
+        jitter = torch.rand(ijk.shape, generator=generator).to(dev)
+        pts = self.aabb[:3] + (ijk + jitter) * self.cell_size
+        sigma = density_fn(pts)
+        new = torch.maximum(self.density[pick] * decay, sigma.float())
+        self.density[pick] = new
+        cand_density = self.density[self.candidates]
+        thr = min(float(cand_density.mean()), threshold)
+        self.bitfield = (self.density > thr).reshape(R, R, R)
+
+    def occupied_fraction(self) -> float:
+        return float(self.bitfield.float().mean())

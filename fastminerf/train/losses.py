@@ -1,0 +1,19 @@
+"""Training losses (MI-NeRF: photometric + 0.01·||l|| + 1e-4·||i||)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delta: float = 0.1) -> torch.Tensor:
+    """Mean over rays of the squared error summed over RGB ("l2") or a Huber loss ("huber")."""
+    if kind == "l2":
+        return (pred - target).pow(2).sum(-1).mean()
+    if kind == "huber":
+        return F.huber_loss(pred, target, delta=delta, reduction="none").sum(-1).mean()
+    raise ValueError(f"loss must be 'l2' or 'huber', got {kind!r}")
+
+
+def code_norms(codes: torch.Tensor) -> torch.Tensor:
+    """Mean L2 norm of code rows [N, C] (the regulariser terms ||l||, ||i||)."""
+    return codes.norm(dim=-1).mean() if codes.numel() else codes.sum()
