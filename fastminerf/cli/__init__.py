@@ -14,7 +14,10 @@ from ..errors import InputError
 
 #: subcommand modules, in the order ``fastminerf --help`` lists them
 COMMANDS = [
-    "synth",
+    "demo",
+    "train",
+    "render",
+    "eval",
 ]
 
 
@@ -27,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("PIL").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,64 @@
+"""Writing frames to video (mp4 via the ffmpeg binary bundled in imageio-ffmpeg) and
+contact sheets. Files are written to a temporary name and renamed when complete."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
+    """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        if path.suffix.lower() == ".gif":
+            imageio.mimsave(tmp, [np.asarray(f) for f in frames], duration=1000 / fps, loop=0)
+        else:
+            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                                    ffmpeg_params=["-pix_fmt", "yuv420p"]) as w:
+                for f in frames:
+                    f = np.asarray(f)
+                    H, W = f.shape[:2]
+                    if H % 2 or W % 2:  # yuv420p needs even sizes
+                        f = np.pad(f, ((0, H % 2), (0, W % 2), (0, 0)), mode="edge")
+                    w.append_data(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Save [H, W, 3|4] uint8 as PNG (temp + rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    Image.fromarray(np.asarray(image)).save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def grid_image(tiles: list[list[np.ndarray]], pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Rows × columns of equally sized [h, w, 3] uint8 tiles → one image."""
+    h, w = tiles[0][0].shape[:2]
+    rows, cols = len(tiles), max(len(r) for r in tiles)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y : y + h, x : x + w] = t[..., :3]
+    return out
+
+
+def to_uint8(img) -> np.ndarray:
+    """[H, W, 3] float tensor/array in [0, 1] → uint8."""
+    a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
