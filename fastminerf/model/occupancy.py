@@ -18,7 +18,7 @@ from torch import nn
 class OccupancyGrid(nn.Module):
     """Args:
         resolution: R cells per axis. aabb: [6] head-space box (min xyz, max xyz).
-    Buffers: ``density`` [R³], ``bitfield`` [R, R, R] bool, ``candidates`` [C] int64 flat cells.
+    Buffers: ``density`` [R³], ``bitfield`` [R, R, R] bool, ``candidate_mask`` [R³] bool.
     """
 
     def __init__(self, resolution: int, aabb: torch.Tensor):
@@ -28,7 +28,12 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("aabb", aabb.float().clone())
         self.register_buffer("density", torch.zeros(R**3))
         self.register_buffer("bitfield", torch.ones(R, R, R, dtype=torch.bool))
-        self.register_buffer("candidates", torch.arange(R**3))
+        self.register_buffer("candidate_mask", torch.ones(R**3, dtype=torch.bool))
+
+    @property
+    def candidates(self) -> torch.Tensor:
+        """[C] int64 flat indices of the cells that may hold density."""
+        return self.candidate_mask.nonzero().reshape(-1)
 
     @property
     def cell_size(self) -> torch.Tensor:
@@ -60,7 +65,7 @@ class OccupancyGrid(nn.Module):
         surface = self._dilate(surface, 1)
         if band is not None:
             n = int(math.ceil(band / float(self.cell_size.min()))) + 1
-            self.candidates = torch.nonzero(self._dilate(surface, n)).reshape(-1)
+            self.candidate_mask = self._dilate(surface, n)
         self.density.zero_()
         self.density[surface] = init_density
         self.bitfield = (self.density > 0).reshape(self.R, self.R, self.R)
@@ -74,8 +79,9 @@ class OccupancyGrid(nn.Module):
         Instant-NGP; the bitfield is density > min(mean density, threshold).
         """
         dev = self.density.device
-        C = self.candidates.shape[0]
-        pick = self.candidates[torch.randint(C, (min(n_points, C),), generator=generator).to(dev)]
+        cand = self.candidates
+        C = cand.shape[0]
+        pick = cand[torch.randint(C, (min(n_points, C),), generator=generator).to(dev)]
         R = self.R
         ijk = torch.stack([pick // (R * R), (pick // R) % R, pick % R], -1).float()
         jitter = torch.rand(ijk.shape, generator=generator).to(dev)
@@ -83,8 +89,7 @@ class OccupancyGrid(nn.Module):
         sigma = density_fn(pts)
         new = torch.maximum(self.density[pick] * decay, sigma.float())
         self.density[pick] = new
-        cand_density = self.density[self.candidates]
-        thr = min(float(cand_density.mean()), threshold)
+        thr = min(float(self.density[cand].mean()), threshold)
         self.bitfield = (self.density > thr).reshape(R, R, R)
 
     def occupied_fraction(self) -> float:
