@@ -169,6 +169,11 @@ class Avatar(nn.Module):
         self.canonical_diag = float(np.linalg.norm(c.max(0) - c.min(0)))
         self.dt = float((self.head_aabb[3:] - self.head_aabb[:3]).norm()) / rc.march_steps
 
+    @property
+    def occupancy_sigma_threshold(self) -> float:
+        """σ at which one marching step has opacity ``render.occupancy_threshold``."""
+        return -float(np.log1p(-self.rc.occupancy_threshold)) / self.dt
+
     # ---------------------------------------------------------------- codes
     @property
     def far_distance(self) -> float | None:
@@ -279,10 +284,17 @@ class Avatar(nn.Module):
         """
         R = origins.shape[0]
         cd, cc, m = self.condition(frames)
+        meshes = self.mesh_set(frames)
         ray_idx, t0, t1 = march_rays(origins, dirs, self.head_aabb, self.occupancy.bitfield, self.dt, backend=self.backend)
+        if self.rc.mesh_depth_cut and self.far_distance is not None and ray_idx.numel():
+            # mesh-guided early termination: nothing is visible deeper than the far band
+            # behind the first hit of the ray on its frame's (closed) head mesh
+            t_hit = meshes.first_hit(origins, dirs, slots)
+            front = t0 <= t_hit[ray_idx] + self.far_distance
+            ray_idx, t0, t1 = ray_idx[front], t0[front], t1[front]
         x = origins[ray_idx] + dirs[ray_idx] * (0.5 * (t0 + t1))[:, None]
         s_slot = slots[ray_idx]
-        keep, x_c, d_c, face = self.embed(x, dirs[ray_idx], s_slot, frames, self.mesh_set(frames))
+        keep, x_c, d_c, face = self.embed(x, dirs[ray_idx], s_slot, frames, meshes)
         sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cd, cc, m)
         out = composite(sigma, rgb, t0[keep], t1[keep], ray_idx[keep], R, background, backend=self.backend)
         out["n_samples"] = int(keep.sum())

@@ -50,33 +50,37 @@ class OccupancyGrid(nn.Module):
         m = mask.reshape(1, 1, self.R, self.R, self.R).float()
         return F.max_pool3d(m, 2 * cells + 1, stride=1, padding=cells).reshape(-1) > 0
 
+    def _cells(self, distance: float) -> int:
+        return int(math.ceil(distance / float(self.cell_size.min())))
+
     @torch.no_grad()
-    def init_from_meshes(self, vertices: torch.Tensor, band: float | None, init_density: float) -> None:
+    def init_from_meshes(self, vertices: torch.Tensor, band: float | None, init_band: float, init_density: float) -> None:
         """Seed the grid from training meshes.
 
         Args:
             vertices: [N, 3] head-space vertices of (a subset of) the training frames.
             band: far-from-mesh cut-off distance; cells beyond it are never candidates
                 (None = every cell is a candidate).
-            init_density: density given to cells holding mesh vertices (they start occupied).
+            init_band: cells within this distance of a mesh vertex start occupied (the
+                field then grows or prunes occupancy through the updates).
+            init_density: their initial density (just above the threshold).
         """
-        surface = torch.zeros(self.R**3, dtype=torch.bool, device=self.density.device)
-        surface[self.cells_of(vertices.to(self.density.device))] = True
-        surface = self._dilate(surface, 1)
+        hit = torch.zeros(self.R**3, dtype=torch.bool, device=self.density.device)
+        hit[self.cells_of(vertices.to(self.density.device))] = True
         if band is not None:
-            n = int(math.ceil(band / float(self.cell_size.min()))) + 1
-            self.candidate_mask = self._dilate(surface, n)
+            self.candidate_mask = self._dilate(hit, self._cells(band) + 1)
+        start = self._dilate(hit, max(1, self._cells(init_band))) & self.candidate_mask
         self.density.zero_()
-        self.density[surface] = init_density
-        self.bitfield = (self.density > 0).reshape(self.R, self.R, self.R)
+        self.density[start] = init_density
+        self.bitfield = start.reshape(self.R, self.R, self.R)
 
     @torch.no_grad()
     def update(self, density_fn, n_points: int, decay: float, threshold: float, generator: torch.Generator) -> None:
         """Refresh ``n_points`` random candidate cells.
 
-        density_fn: points [n, 3] (head space) → σ [n]. New density = max(old · decay, σ)
-        for refreshed cells, old · decay elsewhere... only refreshed cells change, as in
-        Instant-NGP; the bitfield is density > min(mean density, threshold).
+        density_fn: points [n, 3] (head space) → σ [n]. Refreshed cells take
+        max(old · decay, σ) (the others keep their value, as in Instant-NGP); the bitfield is
+        density > min(mean candidate density, threshold), threshold in σ units (1/length).
         """
         dev = self.density.device
         cand = self.candidates

@@ -84,6 +84,32 @@ def nearest_triangle_torch(points: torch.Tensor, slots: torch.Tensor, vertices: 
     return face, dist
 
 
+def first_hit_torch(origins: torch.Tensor, dirs: torch.Tensor, slots: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor,
+                    chunk: int = 256) -> torch.Tensor:
+    """Brute-force ray–mesh intersection (Möller–Trumbore; the oracle).
+
+    Args: origins, dirs [R, 3]; slots [R] mesh index; vertices [K, V, 3]; faces [T, 3].
+    Returns: t [R] of the first hit along each ray (inf when it misses).
+    """
+    tri = vertices[:, faces]  # [K, T, 3, 3]
+    out = torch.full((origins.shape[0],), float("inf"), dtype=origins.dtype, device=origins.device)
+    for s in range(0, origins.shape[0], chunk):
+        t3 = tri[slots[s : s + chunk]]
+        a, e1, e2 = t3[:, :, 0], t3[:, :, 1] - t3[:, :, 0], t3[:, :, 2] - t3[:, :, 0]
+        o, d = origins[s : s + chunk, None], dirs[s : s + chunk, None]
+        p = torch.cross(d.expand_as(e2), e2, dim=-1)
+        det = (e1 * p).sum(-1)
+        inv = 1.0 / torch.where(det.abs() > 1e-12, det, torch.full_like(det, 1e-12))
+        tv = o - a
+        u = (tv * p).sum(-1) * inv
+        q = torch.cross(tv, e1, dim=-1)
+        v = (d * q).sum(-1) * inv
+        t = (e2 * q).sum(-1) * inv
+        ok = (det.abs() > 1e-12) & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+        out[s : s + chunk] = torch.where(ok, t, torch.full_like(t, float("inf"))).amin(1)
+    return out
+
+
 def _frames(tri: torch.Tensor):
     """Affine and orthonormal frames of triangles tri [..., 3, 3] (vertex, xyz).
 
@@ -136,6 +162,7 @@ class _WarpMeshes:
     """warp-lang BVHs, cached by key (a global frame id) in an LRU of bounded size."""
 
     _kernel = None
+    _ray_kernel = None
 
     def __init__(self, capacity: int = 4096):
         self.cache: OrderedDict = OrderedDict()
@@ -163,6 +190,26 @@ class _WarpMeshes:
 
             cls._kernel = nearest
         return cls._kernel
+
+    @classmethod
+    def ray_kernel(cls):
+        if cls._ray_kernel is None:
+            from ._warp import init_warp
+
+            wp = init_warp()
+
+            @wp.kernel
+            def first_hit(ids: wp.array(dtype=wp.uint64), slots: wp.array(dtype=wp.int32), orig: wp.array(dtype=wp.vec3),
+                          dirs: wp.array(dtype=wp.vec3), max_t: float, t_out: wp.array(dtype=wp.float32)):
+                tid = wp.tid()
+                q = wp.mesh_query_ray(ids[slots[tid]], orig[tid], dirs[tid], max_t)
+                if q.result:
+                    t_out[tid] = q.t
+                else:
+                    t_out[tid] = max_t
+
+            cls._ray_kernel = first_hit
+        return cls._ray_kernel
 
     def mesh(self, key, vertices: np.ndarray, faces: np.ndarray):
         from ._warp import init_warp
@@ -212,16 +259,42 @@ class MeshSet:
             return cuda_ops().nearest_triangle(points, slots, self.vertices, self.faces)
         return self._nearest_warp(points, slots, max_dist)
 
-    def _nearest_warp(self, points, slots, max_dist):
-        import warp as wp
+    def first_hit(self, origins: torch.Tensor, dirs: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Distance along each ray to its mesh (first hit): origins, dirs [R, 3], slots [R]
+        → t [R] (inf when the ray misses)."""
+        if self.backend == "torch" or origins.shape[0] == 0:
+            return first_hit_torch(origins, dirs, slots, self.vertices, self.faces)
+        if self.backend == "cuda":
+            from ._backend import cuda_ops
 
-        kernel = _WarpMeshes.kernel()
+            return cuda_ops().first_hit(origins, dirs, slots, self.vertices, self.faces)
+        wp = self._warp_meshes()
+        R = origins.shape[0]
+        t = wp.empty(R, dtype=wp.float32, device="cpu")
+        big = 1e6
+        wp.launch(_WarpMeshes.ray_kernel(), dim=R, inputs=[
+            self._warp[1], wp.array(slots.cpu().int().contiguous().numpy(), dtype=wp.int32, device="cpu"),
+            wp.array(origins.detach().cpu().float().contiguous().numpy(), dtype=wp.vec3, device="cpu"),
+            wp.array(dirs.detach().cpu().float().contiguous().numpy(), dtype=wp.vec3, device="cpu"), big, t], device="cpu")
+        out = torch.from_numpy(t.numpy())
+        out[out >= big] = float("inf")
+        return out.to(origins.device)
+
+    def _warp_meshes(self):
+        from ._warp import init_warp
+
+        wp = init_warp()
         if self._warp is None:
             v = self.vertices.detach().cpu().numpy()
             f = self.faces.cpu().numpy()
             keys = self.keys or [None] * v.shape[0]
             meshes = [_WARP.mesh(k, v[i], f) for i, k in enumerate(keys)]
             self._warp = (meshes, wp.array(np.array([m.id for m in meshes], np.uint64), dtype=wp.uint64, device="cpu"))
+        return wp
+
+    def _nearest_warp(self, points, slots, max_dist):
+        kernel = _WarpMeshes.kernel()
+        wp = self._warp_meshes()
         ids = self._warp[1]
         N = points.shape[0]
         # points sorted by mesh keep each BVH hot in cache (~2.4x faster); warp's CPU

@@ -115,7 +115,9 @@ class Trainer:
         train = self.cast.frames("train")
         pick = train[np.linspace(0, len(train) - 1, min(len(train), 256)).astype(int)]
         v = torch.from_numpy(self.cast.vertices(pick).reshape(-1, 3)).to(self.device)
-        self.avatar.occupancy.init_from_meshes(v, self.avatar.far_distance, init_density=10 * self.cfg.render.occupancy_threshold)
+        a = self.avatar
+        a.occupancy.init_from_meshes(v, a.far_distance, self.cfg.render.occupancy_init_band * a.canonical_diag,
+                                     init_density=2 * a.occupancy_sigma_threshold)
 
     def frame_batch(self, frames: torch.Tensor, own_latents: bool = True) -> FrameBatch:
         """FrameBatch of global training frames [K] (latent codes with gradients)."""
@@ -181,7 +183,7 @@ class Trainer:
             slots = torch.randint(len(frames), (points.shape[0],), generator=self.gen).to(self.device)
             return self.avatar.density_at(points, slots, fb)
 
-        occ.update(density, n, self.cfg.render.occupancy_decay, self.cfg.render.occupancy_threshold, self.gen)
+        occ.update(density, n, self.cfg.render.occupancy_decay, self.avatar.occupancy_sigma_threshold, self.gen)
 
     def state(self) -> dict:
         return {
