@@ -13,6 +13,7 @@ per-frame drift of that light (:class:`Light`) is what per-frame latent codes ex
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -70,6 +71,13 @@ class Appearance:
     pattern_dir: np.ndarray
     pattern_period: float
     extra: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def point_tree(self):
+        """KD-tree over ``pattern_points`` (built once per identity)."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.pattern_points)
 
     def to_json(self) -> dict:
         """A JSON-ready description (floats rounded so the text is byte-stable)."""
@@ -142,10 +150,8 @@ def pattern_mask(app: Appearance, p: np.ndarray) -> np.ndarray:
     """Coverage [P] in [0, 1] of the identity's pattern at template positions p [P, 3]."""
     kind = app.pattern
     if kind == "freckles":
-        from scipy.spatial import cKDTree
-
         k = min(4, len(app.pattern_sizes))
-        dist, idx = cKDTree(app.pattern_points).query(p, k=k)
+        dist, idx = app.point_tree.query(p, k=k)
         d = (dist.reshape(-1, k) - app.pattern_sizes[idx.reshape(-1, k)]).min(axis=1)
         return _edge(-d, 0.0004)
     if kind == "birthmark":

@@ -75,11 +75,11 @@ def _fill(a: float, b: float, spacing) -> np.ndarray:
 
 
 def _column_spacing(u: np.ndarray) -> np.ndarray:
-    return np.interp(np.abs(u), [0.0, 0.9, 1.25, 1.9, 2.4, np.pi], [0.041, 0.041, 0.07, 0.07, 0.13, 0.15])
+    return np.interp(np.abs(u), [0.0, 0.9, 1.25, 1.9, 2.4, np.pi], [0.043, 0.043, 0.072, 0.075, 0.15, 0.19])
 
 
 def _row_spacing(v: np.ndarray) -> np.ndarray:
-    return np.interp(v, [-np.pi / 2, -1.25, -0.92, 0.55, 0.82, np.pi / 2], [0.13, 0.085, 0.036, 0.036, 0.085, 0.11])
+    return np.interp(v, [-np.pi / 2, -1.25, -0.92, 0.55, 0.82, np.pi / 2], [0.16, 0.1, 0.037, 0.037, 0.1, 0.14])
 
 
 @dataclass

@@ -138,7 +138,7 @@ def ray_directions(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def project_rays(dirs: np.ndarray, s: ShapeParams, near: np.ndarray | None = None, base: ShapeParams | None = None,
-                 t_max: float = 0.36, step: float = 0.003, window: float = 0.012, iters: int = 26) -> np.ndarray:
+                 t_max: float = 0.36, step: float = 0.003, window: float = 0.012, iters: int = 22) -> np.ndarray:
     """Distance along each ray from :data:`RAY_CENTRE` to the outermost crossing of the field.
 
     Args:
