@@ -104,13 +104,16 @@ def render_performance(head: SynthHead, actor: Member, driver: Member, frames, c
         yield int(i), rgba, seg, verts, e, pose
 
 
-def _writer(head: SynthHead, out: Path, member: Member, n: int, cam: Camera, write_obj: bool, extra: dict) -> IdentityWriter:
+def _writer(head: SynthHead, out: Path, member: Member, n: int, cam: Camera, write_obj: bool, extra: dict,
+            with_basis: bool = True) -> IdentityWriter:
+    """An IdentityWriter for ``member``'s shape; ``with_basis`` adds expression_basis.npy (1 MB;
+    left out of transfer folders, which are evaluation ground truth)."""
     model = head.model
     return IdentityWriter(
         out, n_frames=n, width=cam.width, height=cam.height, intrinsics=cam.intrinsics, faces=model.faces,
         canonical=model.mesh(member.shape), expression_names=model.expression_names, fps=member.motion.fps,
         face_model=MODEL_NAME, vertex_regions=vertex_regions(head, member.appearance.style),
-        expression_basis=model.expression_basis, write_obj=write_obj, extra=extra,
+        expression_basis=model.expression_basis if with_basis else None, write_obj=write_obj, extra=extra,
     )
 
 
@@ -134,7 +137,7 @@ def write_identity(head: SynthHead, root: Path, actor: Member, drivers: list[Mem
         test = np.arange(train_count(d.motion.n_frames, TRAIN_FRACTION), d.motion.n_frames)
         extra = {"identity": actor.name,  # the folder is named after the driver
                  "transfer": {"identity": actor.name, "driver": d.name, "driver_frames": test.tolist()}}
-        w = _writer(head, root / actor.name / "transfer" / d.name, actor, test.size, cam, write_obj, extra)
+        w = _writer(head, root / actor.name / "transfer" / d.name, actor, test.size, cam, write_obj, extra, False)
         try:
             for k, (i, rgba, seg, verts, e, pose) in enumerate(render_performance(head, actor, d, test, cam)):
                 w.add(k, rgba, cam.c2w, pose, verts, e, seg=seg, time=i / d.motion.fps)

@@ -3,10 +3,10 @@
 Every pixel (x, y) is sampled at its centre, the ray ``((x+0.5-cx)/fx, (y+0.5-cy)/fy, 1)``
 in camera coordinates (OpenCV axes), and shows the first triangle that ray hits. Coverage is
 decided in screen space for front-facing triangles (pinhole projection preserves lines, so
-this is the same as ray casting against a closed, consistently oriented mesh), the nearest
-triangle per pixel wins a packed (depth, triangle id) minimum, and the winners' barycentrics
-and depth are then recomputed by an exact ray–triangle intersection in float64. No
-anti-aliasing: a NeRF trained on these images sees exactly these rays.
+this is the same as ray casting against a closed, consistently oriented mesh); the nearest
+triangle per pixel wins a packed (depth, triangle id) minimum; barycentrics are
+perspective-correct (those of the ray's hit point on the triangle) and depth is exact, in
+float64. No anti-aliasing: a NeRF trained on these images sees exactly these rays.
 
 Why a z-buffer and not BVH ray casting: see ``benchmarks/results/synth_renderer.md``.
 """
@@ -92,68 +92,62 @@ def rasterize(v_cam: np.ndarray, faces: np.ndarray, cam: Camera) -> Fragments:
     z = v_cam[:, 2]
     if (z <= 1e-6).any():
         raise ValueError("rasterize: a vertex is at or behind the camera plane")
-    proj = np.stack([cam.fx * v_cam[:, 0] / z + cam.cx, cam.fy * v_cam[:, 1] / z + cam.cy], -1)  # [V, 2]
+    x = cam.fx * v_cam[:, 0] / z + cam.cx  # pixel coordinates; pixel (i, j) has its centre at (i + 0.5, j + 0.5)
+    y = cam.fy * v_cam[:, 1] / z + cam.cy
     a3, b3, c3 = (v_cam[faces[:, k]] for k in range(3))
-    front = np.einsum("ti,ti->t", np.cross(b3 - a3, c3 - a3), a3) < 0  # normal faces the camera
-    a, b, c = (proj[faces[:, k]] for k in range(3))
-    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    lo = np.floor(np.minimum(np.minimum(a, b), c) - 0.5) + 1  # first pixel index whose centre ≥ min
-    hi = np.floor(np.maximum(np.maximum(a, b), c) - 0.5)
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, [W - 1, H - 1])
-    ext = (hi - lo + 1).clip(0).astype(np.int64)  # [T, 2]
-    keep = np.flatnonzero(front & (area != 0) & (ext[:, 0] > 0) & (ext[:, 1] > 0))
+    front = np.einsum("ti,ti->t", np.cross(b3 - a3, c3 - a3), a3) < 0  # the normal faces the camera
+    (x0, x1, x2), (y0, y1, y2), (iz0, iz1, iz2) = (
+        (u[faces[:, 0]], u[faces[:, 1]], u[faces[:, 2]]) for u in (x, y, 1.0 / z))
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    lo_x = np.maximum(np.floor(np.minimum(np.minimum(x0, x1), x2) - 0.5) + 1, 0)  # first centre ≥ min
+    lo_y = np.maximum(np.floor(np.minimum(np.minimum(y0, y1), y2) - 0.5) + 1, 0)
+    hi_x = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5), W - 1)
+    hi_y = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5), H - 1)
+    keep = np.flatnonzero(front & (area != 0) & (hi_x >= lo_x) & (hi_y >= lo_y))
     face_out = np.full(H * W, -1, np.int32)
     bary_out = np.zeros((H * W, 3))
     depth_out = np.zeros(H * W)
-    if keep.size:
-        n = ext[keep, 0] * ext[keep, 1]
-        tri = np.repeat(keep, n)  # [P] candidate (triangle, pixel) pairs
-        start = np.repeat(np.cumsum(n) - n, n)
-        off = np.arange(tri.size) - start
-        w = ext[tri, 0]
-        px = lo[tri, 0].astype(np.int64) + off % w
-        py = lo[tri, 1].astype(np.int64) + off // w
-        sx, sy = px + 0.5, py + 0.5
-        sgn = np.sign(area[tri])
-        A, B, C = a[tri], b[tri], c[tri]
-        e_a = ((C[:, 0] - B[:, 0]) * (sy - B[:, 1]) - (C[:, 1] - B[:, 1]) * (sx - B[:, 0])) * sgn
-        e_b = ((A[:, 0] - C[:, 0]) * (sy - C[:, 1]) - (A[:, 1] - C[:, 1]) * (sx - C[:, 0])) * sgn
-        e_c = ((B[:, 0] - A[:, 0]) * (sy - A[:, 1]) - (B[:, 1] - A[:, 1]) * (sx - A[:, 0])) * sgn
-        inside = (e_a >= 0) & (e_b >= 0) & (e_c >= 0)
-        tri, px, py = tri[inside], px[inside], py[inside]
-        lam = np.stack([e_a[inside], e_b[inside], e_c[inside]], -1) / np.abs(area[tri])[:, None]
-        inv_z = (lam / z[faces[tri]]).sum(-1)
-        key = (np.round(1.0 / inv_z / _DEPTH_QUANT).astype(np.int64) << _ID_BITS) | tri
-        pix = py * W + px
-        zbuf = np.full(H * W, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(zbuf, pix, key)
-        hit = np.flatnonzero(zbuf != np.iinfo(np.int64).max)
-        won = (zbuf[hit] & ((1 << _ID_BITS) - 1)).astype(np.int64)
-        bary, t = _intersect(v_cam, faces[won], hit % W, hit // W, cam)
-        face_out[hit] = won
-        bary_out[hit] = bary
-        depth_out[hit] = t
+    if keep.size == 0:
+        return Fragments(face_out.reshape(H, W), bary_out.reshape(H, W, 3), depth_out.reshape(H, W))
+    # screen-space barycentrics λ0, λ1 and 1/z are affine in (x, y): one [3, 3] matrix per triangle
+    k = keep
+    inv = 1.0 / area[k]
+    l0 = np.stack([(y1 - y2)[k], (x2 - x1)[k], (x1 * y2 - x2 * y1)[k]], -1) * inv[:, None]
+    l1 = np.stack([(y2 - y0)[k], (x0 - x2)[k], (x2 * y0 - x0 * y2)[k]], -1) * inv[:, None]
+    l2 = -l0 - l1
+    l2[:, 2] += 1.0
+    iz = l0 * iz0[k, None] + l1 * iz1[k, None] + l2 * iz2[k, None]
+    coef = np.concatenate([l0, l1, iz], 1)  # [K, 9]
+    w = (hi_x - lo_x + 1).astype(np.int64)[k]
+    n = w * (hi_y - lo_y + 1).astype(np.int64)[k]
+    local = np.repeat(np.arange(k.size), n)  # [P] candidate (triangle, pixel) pairs
+    off = np.arange(local.size) - np.repeat(np.cumsum(n) - n, n)
+    px = lo_x[k].astype(np.int64)[local] + off % w[local]
+    py = lo_y[k].astype(np.int64)[local] + off // w[local]
+    c = coef[local]
+    sx, sy = px + 0.5, py + 0.5
+    b0 = c[:, 0] * sx + c[:, 1] * sy + c[:, 2]
+    b1 = c[:, 3] * sx + c[:, 4] * sy + c[:, 5]
+    tol = -1e-12  # shared edges: both neighbours claim the pixel, the depth test picks one
+    inside = (b0 >= tol) & (b1 >= tol) & (1.0 - b0 - b1 >= tol)
+    c, sx, sy, local, pix = c[inside], sx[inside], sy[inside], local[inside], (py * W + px)[inside]
+    inv_z = c[:, 6] * sx + c[:, 7] * sy + c[:, 8]
+    key = (np.round(1.0 / inv_z / _DEPTH_QUANT).astype(np.int64) << _ID_BITS) | local
+    zbuf = np.full(H * W, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(zbuf, pix, key)
+    hit = np.flatnonzero(zbuf != np.iinfo(np.int64).max)
+    won = (zbuf[hit] & ((1 << _ID_BITS) - 1)).astype(np.int64)  # index into keep
+    cw = coef[won]
+    hx, hy = hit % W + 0.5, hit // W + 0.5
+    lam = np.stack([cw[:, 0] * hx + cw[:, 1] * hy + cw[:, 2], cw[:, 3] * hx + cw[:, 4] * hy + cw[:, 5]], -1)
+    lam = np.concatenate([lam, 1.0 - lam.sum(-1, keepdims=True)], -1).clip(0.0, 1.0)
+    inv_z = cw[:, 6] * hx + cw[:, 7] * hy + cw[:, 8]
+    tri = keep[won]
+    pc = lam * (1.0 / z)[faces[tri]]  # perspective-correct barycentrics of the ray's hit point
+    face_out[hit] = tri
+    bary_out[hit] = pc / pc.sum(-1, keepdims=True)
+    depth_out[hit] = 1.0 / inv_z
     return Fragments(face_out.reshape(H, W), bary_out.reshape(H, W, 3), depth_out.reshape(H, W))
-
-
-def _intersect(v_cam: np.ndarray, tris: np.ndarray, px: np.ndarray, py: np.ndarray, cam: Camera):
-    """Exact ray–triangle intersection (Möller–Trumbore, float64) for known hits.
-
-    Returns barycentrics [P, 3] (clamped to the triangle) and camera-space depth [P]."""
-    d = np.stack([(px + 0.5 - cam.cx) / cam.fx, (py + 0.5 - cam.cy) / cam.fy, np.ones(px.shape)], -1)
-    a, b, c = (v_cam[tris[:, k]] for k in range(3))
-    e1, e2 = b - a, c - a
-    pvec = np.cross(d, e2)
-    det = np.einsum("pi,pi->p", e1, pvec)
-    tvec = -a
-    u = np.einsum("pi,pi->p", tvec, pvec) / det
-    qvec = np.cross(tvec, e1)
-    v = np.einsum("pi,pi->p", d, qvec) / det
-    t = np.einsum("pi,pi->p", e2, qvec) / det
-    bary = np.stack([1.0 - u - v, u, v], -1).clip(0.0, 1.0)
-    bary /= bary.sum(-1, keepdims=True)
-    return bary, t
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
