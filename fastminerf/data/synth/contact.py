@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .appearance import Light
-from .render import render_frame
+from .render import Camera, render_frame
+
+ZOOM, FACE_HEIGHT = 1.45, -0.005  # contact-sheet camera: focal × ZOOM of the cast's, aimed at the face
 
 #: the sheet's columns: title → expression coefficients
 CONTACT_EXPRESSIONS: tuple[tuple[str, dict[str, float]], ...] = (
@@ -22,7 +24,8 @@ CONTACT_EXPRESSIONS: tuple[tuple[str, dict[str, float]], ...] = (
 
 def contact_sheet(head, members, tile: int = 128, expressions=CONTACT_EXPRESSIONS,
                   background: tuple[int, int, int] = (38, 40, 46)) -> np.ndarray:
-    """Render every member with every expression, frontal, under the default light.
+    """Render every member with every expression, frontal, under the default light, with the
+    cast's camera moved in on the face.
 
     Args:
         head: the :class:`~.head.SynthHead`.
@@ -38,6 +41,9 @@ def contact_sheet(head, members, tile: int = 128, expressions=CONTACT_EXPRESSION
 
     model = head.model
     cam = default_camera(tile)
+    c2w = cam.c2w.copy()
+    c2w[1, 3] = FACE_HEIGHT  # closer than the dataset camera: the face fills the cell
+    cam = Camera(tile, tile, cam.fx * ZOOM, cam.fy * ZOOM, cam.cx, cam.cy, c2w)
     label_w, label_h = 56, 18
     rows, cols = len(members), len(expressions)
     sheet = np.empty((label_h + rows * tile, label_w + cols * tile, 3), np.uint8)

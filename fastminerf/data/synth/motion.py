@@ -143,9 +143,9 @@ def sample_motion(rng: np.random.Generator, n_frames: int, fps: float = 25.0, li
     e["cheekPuff"] = _bumps(t, c0, cd, rng.uniform(0.5, 1.0, c0.size), plateau=0.5)
     expressions = np.clip(np.stack([e[k] for k in EXPRESSION_NAMES], 1), 0.0, 1.0).astype(np.float32)
 
-    yaw = np.deg2rad(YAW) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.05, 0.4)
-    pitch = np.deg2rad(PITCH) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.08, 0.5)
-    roll = np.deg2rad(ROLL) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.05, 0.35)
+    yaw = np.deg2rad(YAW) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.08, 0.5)
+    pitch = np.deg2rad(PITCH) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.1, 0.6)
+    roll = np.deg2rad(ROLL) * rng.uniform(0.75, 1.0) * _wave(rng, t, 0.08, 0.4)
     trans = np.stack([0.01 * _wave(rng, t, 0.05, 0.3), 0.008 * _wave(rng, t, 0.05, 0.3),
                       0.015 * _wave(rng, t, 0.05, 0.3)], 1)
     poses = head_poses(yaw, pitch, roll, trans)
