@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .noise import value_noise
+from .fields import bump, soft_edge, value_noise
 from .regions import BROW, EAR, EYE, HAIR, LOWER_LIP, MOUTH_INTERIOR, NECK, NOSE, UPPER_LIP, Style, pixel_regions
 
 PATTERNS = ("freckles", "stripes", "birthmark", "dots", "rings", "chevrons")
@@ -135,17 +135,6 @@ def sample_appearance(rng: np.random.Generator, index: int, template: np.ndarray
     )
 
 
-def _near(p: np.ndarray, c, r) -> np.ndarray:
-    """Gaussian weight exp(−½|(p − c)/r|²) of points p [P, 3]. → [P]."""
-    q = (p - np.asarray(c)) / np.asarray(r)
-    return np.exp(-0.5 * np.einsum("pi,pi->p", q, q))
-
-
-def _edge(x: np.ndarray, width: float) -> np.ndarray:
-    """Soft step 0 → 1 over ``width`` around 0 (antialiased pattern edges)."""
-    return np.clip(0.5 + x / width, 0.0, 1.0)
-
-
 def pattern_mask(app: Appearance, p: np.ndarray) -> np.ndarray:
     """Coverage [P] in [0, 1] of the identity's pattern at template positions p [P, 3]."""
     kind = app.pattern
@@ -153,33 +142,33 @@ def pattern_mask(app: Appearance, p: np.ndarray) -> np.ndarray:
         k = min(4, len(app.pattern_sizes))
         dist, idx = app.point_tree.query(p, k=k)
         d = (dist.reshape(-1, k) - app.pattern_sizes[idx.reshape(-1, k)]).min(axis=1)
-        return _edge(-d, 0.0004)
+        return soft_edge(-d, 0.0004)
     if kind == "birthmark":
         c, r = app.pattern_points[0], app.pattern_sizes[0]
         q = p - c
         ang = np.arctan2(q[:, 1], q[:, 0])
         wobble = 1.0 + 0.18 * np.sin(3 * ang + app.seed % 7) + 0.1 * np.sin(5 * ang + app.seed % 11)
-        return _edge(r * wobble - np.linalg.norm(q, axis=1), 0.0008)
-    region = _near(p, [0.0, -0.005, 0.09], (0.055, 0.045, 0.05))  # the face, away from the scalp and neck
+        return soft_edge(r * wobble - np.linalg.norm(q, axis=1), 0.0008)
+    region = bump(p, [0.0, -0.005, 0.09], (0.055, 0.045, 0.05))  # the face, away from the scalp and neck
     if kind == "stripes":
         s = np.sin(2 * np.pi * np.einsum("pi,i->p", p, app.pattern_dir) / app.pattern_period)
-        return _edge(s - 0.35, 0.25) * _edge(region - 0.35, 0.1)
+        return soft_edge(s - 0.35, 0.25) * soft_edge(region - 0.35, 0.1)
     if kind == "dots":
         per = app.pattern_period * 1.4
         q = (p[:, :2] - app.pattern_points[0, :2]) / per
         d = np.linalg.norm(q - np.round(q), axis=1) * per
-        return _edge(app.pattern_sizes[0] - d, 0.0004) * _edge(region - 0.3, 0.1)
+        return soft_edge(app.pattern_sizes[0] - d, 0.0004) * soft_edge(region - 0.3, 0.1)
     if kind == "rings":
         c, r = app.pattern_points[0], app.pattern_sizes[0]
         d = np.linalg.norm(p - c, axis=1)
         s = np.sin(2 * np.pi * d / (0.45 * app.pattern_period))
-        return _edge(s - 0.2, 0.3) * _edge(r - d, 0.001)
+        return soft_edge(s - 0.2, 0.3) * soft_edge(r - d, 0.001)
     if kind == "chevrons":
         per = app.pattern_period
         zig = p[:, 1] + 0.5 * np.abs(((p[:, 0] / per) % 2.0) - 1.0) * per
         s = np.sin(2 * np.pi * zig / per)
-        forehead = _near(p, [0.0, 0.055, 0.08], (0.05, 0.018, 0.05))
-        return _edge(s - 0.3, 0.3) * _edge(forehead - 0.3, 0.1)
+        forehead = bump(p, [0.0, 0.055, 0.08], (0.05, 0.018, 0.05))
+        return soft_edge(s - 0.3, 0.3) * soft_edge(forehead - 0.3, 0.1)
     raise ValueError(f"unknown pattern {kind!r}")
 
 
@@ -208,15 +197,15 @@ def albedo(app: Appearance, head, region: np.ndarray, attr: np.ndarray) -> np.nd
     tex = _skin_texture(p, app.seed)
     skinlike = np.isin(region, (250, NOSE, EAR, NECK))
     # warmth on cheeks, nose and ears; necks a little darker
-    warm = app.blush * (_near(p, [0.04, -0.02, 0.07], 0.018) + _near(p, [-0.04, -0.02, 0.07], 0.018)
-                        + 0.6 * _near(p, [0.0, -0.02, 0.118], 0.01))
+    warm = app.blush * (bump(p, [0.04, -0.02, 0.07], 0.018) + bump(p, [-0.04, -0.02, 0.07], 0.018)
+                        + 0.6 * bump(p, [0.0, -0.02, 0.118], 0.01))
     col = col * (1.0 - warm[:, None] * [0.0, 0.5, 0.45])
     col[region == NECK] *= 0.93
     col[region == EAR] *= [1.0, 0.93, 0.9]
     if app.stubble > 0:
         beard = skinlike & (p[:, 1] < -0.04) & (p[:, 2] > -0.02) & (region != NECK)
         speck = value_noise(p[beard], 0.0016, app.seed)
-        col[beard] *= 1.0 - app.stubble * 0.3 * _edge(speck - 0.55, 0.1)[:, None]
+        col[beard] *= 1.0 - app.stubble * 0.3 * soft_edge(speck - 0.55, 0.1)[:, None]
     col *= tex[:, None]
     pm = pattern_mask(app, p[skinlike])[:, None]
     col[skinlike] = col[skinlike] * (1.0 - pm) + app.pattern_colour * pm
@@ -252,11 +241,11 @@ def _eye_colour(app: Appearance, head, p: np.ndarray) -> np.ndarray:
     r = np.hypot(p[:, 0] - centre[:, 0], p[:, 1] - centre[:, 1])
     col = np.empty((p.shape[0], 3))
     col[:] = [0.93, 0.92, 0.89]
-    iris = _edge(0.0054 - r, 0.0004)
-    rim = _edge(r - 0.0044, 0.0008)
+    iris = soft_edge(0.0054 - r, 0.0004)
+    rim = soft_edge(r - 0.0044, 0.0008)
     ic = app.iris * (1.0 - 0.45 * rim)[:, None]
     col = col * (1.0 - iris[:, None]) + ic * iris[:, None]
-    pupil = _edge(0.0022 - r, 0.0003)
+    pupil = soft_edge(0.0022 - r, 0.0003)
     return col * (1.0 - pupil[:, None]) + 0.03 * pupil[:, None]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fields import bump, smoothstep, vertex_normals
+
 #: expression names in basis order (16, like INSTA's expression code)
 EXPRESSION_NAMES = [
     "jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFrown", "mouthPucker", "mouthFunnel", "mouthPress",
@@ -20,36 +22,15 @@ JAW_ANGLE = 0.28  # radians of jaw rotation at jawOpen = 1
 JAW_HINGE = np.array([0.0, -0.004, -0.006])
 
 
-def _smooth(a: float, b: float, x: np.ndarray) -> np.ndarray:
-    """Smoothstep from 0 at a to 1 at b (a > b allowed: then it falls)."""
-    t = np.clip((x - a) / (b - a), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _bump(p: np.ndarray, c, r) -> np.ndarray:
-    """Anisotropic Gaussian bump exp(−½|(p − c)/r|²). p [V, 3] → [V]."""
-    q = (p - np.asarray(c)) / np.asarray(r)
-    return np.exp(-0.5 * np.einsum("vi,vi->v", q, q))
-
-
-def _normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        for c in range(3):
-            n[:, c] += np.bincount(faces[:, k], fn[:, c], minlength=v.shape[0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def jaw_weight(p: np.ndarray, mouth_side: np.ndarray, jaw_side: np.ndarray, corner_x: float, corner_y: float) -> np.ndarray:
     """[V] how much each vertex follows the jaw: chin, lower face, lower lip, lower pocket."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     # the jaw's upper edge runs through the mouth corners and slopes down across the cheeks
     top = corner_y + 0.003 - 0.6 * np.clip(np.abs(x) - corner_x, 0.0, None)
     span = 0.012 + 0.4 * np.clip(np.abs(x) - corner_x, 0.0, None)
-    w = _smooth(top, top - span, y) * _smooth(-0.035, 0.0, z)
+    w = smoothstep(top, top - span, y) * smoothstep(-0.035, 0.0, z)
     # the neck stays: the weight fades under the chin, later towards the front of the throat
-    w = w * _smooth(-0.15 + 0.35 * np.clip(z - 0.02, 0.0, 0.1), -0.105, y)
+    w = w * smoothstep(-0.15 + 0.35 * np.clip(z - 0.02, 0.0, 0.1), -0.105, y)
     lateral = np.clip(1.0 - (x / corner_x) ** 2, 0.0, 1.0)
     lower = mouth_side < 0
     w = np.where(lower, np.maximum(w, jaw_side * lateral**0.3), w)
@@ -83,15 +64,15 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
     q = p - JAW_HINGE
     rot = np.stack([q[:, 0], c * q[:, 1] - s * q[:, 2], s * q[:, 1] + c * q[:, 2]], 1)
     d = (rot - q) * w[:, None]
-    d[:, 1] += 0.0015 * _bump(p, m + [0, 0.008, 0], (0.02, 0.008, 0.02)) * (mouth_side >= 0)  # upper lip lifts a little
+    d[:, 1] += 0.0015 * bump(p, m + [0, 0.008, 0], (0.02, 0.008, 0.02)) * (mouth_side >= 0)  # upper lip lifts a little
     out["jawOpen"] = d
 
     def corner(cn, r=(0.016, 0.013, 0.02)):
-        return _bump(p, cn, r)
+        return bump(p, cn, r)
 
     for name, cn, sgn in (("mouthSmile_L", cL, 1.0), ("mouthSmile_R", cR, -1.0)):
         w = corner(cn)
-        cheek = _bump(p, cn + [sgn * 0.012, 0.022, -0.012], (0.016, 0.014, 0.016))
+        cheek = bump(p, cn + [sgn * 0.012, 0.022, -0.012], (0.016, 0.014, 0.016))
         d = np.zeros((V, 3))
         d += w[:, None] * [sgn * 0.0065, 0.0085, -0.004]
         d += cheek[:, None] * [sgn * 0.001, 0.0035, 0.003]
@@ -100,10 +81,10 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
     d = np.zeros((V, 3))
     for cn in (cL, cR):
         d += corner(cn)[:, None] * [0.0, -0.006, -0.001]
-    d[:, 1] -= 0.002 * _bump(p, m + [0, -0.02, 0], (0.02, 0.012, 0.02))  # chin boss
+    d[:, 1] -= 0.002 * bump(p, m + [0, -0.02, 0], (0.02, 0.012, 0.02))  # chin boss
     out["mouthFrown"] = d
 
-    lips = _bump(p, m, (0.022, 0.012, 0.02))
+    lips = bump(p, m, (0.022, 0.012, 0.02))
     out["mouthPucker"] = np.stack([-0.45 * (x - m[0]) * lips, -0.15 * (y - m[1]) * lips, 0.009 * lips], 1)
 
     # funnel: forward like a pucker, and the lips part around the middle
@@ -112,7 +93,7 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
     d = np.stack([-0.25 * (x - m[0]) * lips, -0.08 * (y - m[1]) * lips + part, 0.008 * lips], 1)
     out["mouthFunnel"] = d
 
-    press = _bump(p, m, (0.028, 0.012, 0.03))
+    press = bump(p, m, (0.028, 0.012, 0.03))
     out["mouthPress"] = np.stack([np.zeros(V), -0.5 * (y - m[1]) * press, -0.002 * press], 1)
 
     d = np.zeros((V, 3))
@@ -120,22 +101,22 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
         d += corner(cn, (0.018, 0.014, 0.02))[:, None] * [sgn * 0.007, -0.002, -0.002]
     out["mouthStretch"] = d
 
-    region = _bump(p, m, (0.03, 0.02, 0.03))
+    region = bump(p, m, (0.03, 0.02, 0.03))
     out["mouthLeft"] = region[:, None] * [0.007, 0.0, -0.001]
     out["mouthRight"] = region[:, None] * [-0.007, 0.0, -0.001]
 
     eL, eR = lm["eye_L"], lm["eye_R"]
     d = np.zeros((V, 3))
     for e in (eL, eR):
-        d[:, 1] += 0.007 * _bump(p, [e[0] * 0.45, e[1] + 0.026, e[2] + 0.012], (0.012, 0.014, 0.02))
+        d[:, 1] += 0.007 * bump(p, [e[0] * 0.45, e[1] + 0.026, e[2] + 0.012], (0.012, 0.014, 0.02))
     out["browInnerUp"] = d
     d = np.zeros((V, 3))
     for e in (eL, eR):
-        d[:, 1] += 0.0065 * _bump(p, [e[0] * 1.05, e[1] + 0.024, e[2] + 0.008], (0.022, 0.014, 0.025))
+        d[:, 1] += 0.0065 * bump(p, [e[0] * 1.05, e[1] + 0.024, e[2] + 0.008], (0.022, 0.014, 0.025))
     out["browOuterUp"] = d
     d = np.zeros((V, 3))
     for e in (eL, eR):
-        w = _bump(p, [e[0] * 0.8, e[1] + 0.022, e[2] + 0.012], (0.018, 0.011, 0.02))
+        w = bump(p, [e[0] * 0.8, e[1] + 0.022, e[2] + 0.012], (0.018, 0.011, 0.02))
         d += w[:, None] * [-np.sign(e[0]) * 0.003, -0.005, 0.0015]
     out["browDown"] = d
 
@@ -151,8 +132,8 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
             d[row] = opening * frac * soft
         out[name] = d
 
-    n = _normals(p, faces)
-    puff = sum(_bump(p, [sg * 0.040, m[1] + 0.006, m[2] - 0.035], (0.017, 0.016, 0.018)) for sg in (1.0, -1.0))
+    n = vertex_normals(p, faces)
+    puff = sum(bump(p, [sg * 0.040, m[1] + 0.006, m[2] - 0.035], (0.017, 0.016, 0.018)) for sg in (1.0, -1.0))
     d = n * (0.009 * puff)[:, None]
     d[:, 2] += 0.002 * lips
     out["cheekPuff"] = d

@@ -135,7 +135,6 @@ class _Topology:
     # what each vertex is: grid (row, col) for grid vertices and slit copies, −1 otherwise
     vertex_row: np.ndarray
     vertex_col: np.ndarray
-    is_copy: np.ndarray
     pocket_k: np.ndarray  # [V] index into POCKET_PROFILE, −1 off the pocket
 
 
@@ -221,20 +220,17 @@ def _topology(g: Grid) -> _Topology:
     vcol[ids.ravel()] = cc.ravel()
     vrow[lower_slit[mouth_cols]] = s
     vcol[lower_slit[mouth_cols]] = mouth_cols
-    is_copy = np.zeros(n_v, bool)
-    is_copy[lower_slit[mouth_cols]] = True
     pk = np.full(n_v, -1)
     for k in range(K):
         pk[pocket[k, mouth_cols]] = k
         vcol[pocket[k, mouth_cols]] = mouth_cols
-    return _Topology(ids, lower_slit, pocket, top_id, bottom_id, n_v, faces[keep], kinds[keep], vrow, vcol, is_copy, pk)
+    return _Topology(ids, lower_slit, pocket, top_id, bottom_id, n_v, faces[keep], kinds[keep], vrow, vcol, pk)
 
 
 def _ray_angles(g: Grid, topo: _Topology) -> tuple[np.ndarray, np.ndarray]:
-    """[V] azimuth/elevation of every vertex's ray (pocket vertices get their slit's ray)."""
+    """[V] azimuth/elevation of every vertex's ray (meaningless for pocket vertices)."""
     u = g.u[np.maximum(topo.vertex_col, 0)]
     v = g.v[np.maximum(topo.vertex_row, 0), np.maximum(topo.vertex_col, 0)]
-    v = np.where(topo.pocket_k >= 0, g.v[g.slit_row, np.maximum(topo.vertex_col, 0)], v)
     u[[topo.top, topo.bottom]] = 0.0
     v[topo.top], v[topo.bottom] = np.pi / 2, -np.pi / 2
     return u, v
@@ -258,10 +254,12 @@ def _surface(g: Grid, topo: _Topology, shape: ShapeParams, near: np.ndarray | No
     :func:`project_rays`)."""
     u, v = _ray_angles(g, topo)
     dirs = ray_directions(u, v)
-    t = project_rays(dirs, shape, near=near, base=base)
+    on_ray = topo.pocket_k < 0
+    t = np.zeros(topo.n_vertices)
+    t[on_ray] = project_rays(dirs[on_ray], shape, near=None if near is None else near[on_ray], base=base)
     pos = RAY_CENTRE + t[:, None] * dirs
     # pocket vertices hang from their slit (upper edge) vertex
-    pv = np.flatnonzero(topo.pocket_k >= 0)
+    pv = np.flatnonzero(~on_ray)
     slit_of = topo.grid_ids[g.slit_row, topo.vertex_col[pv]]
     pos[pv] = pos[slit_of]
     return pos, t
@@ -274,6 +272,59 @@ def _squeeze_pocket(pos: np.ndarray, topo: _Topology, off: np.ndarray) -> np.nda
     depth = np.clip(-off[:, 2] / 0.05, 0.0, 1.0)
     out[pv, 0] *= 1.0 - 0.3 * depth[pv]
     return out
+
+
+def _eye_bands(g: Grid, topo: _Topology) -> tuple[dict, dict]:
+    """Per eye: band vertex ids per interior column [n, k] (upper lid → lower lid) and the ids of
+    the three skin rows above the band [3, n]."""
+    eye_columns, lid_rows = {}, {}
+    for name in ("eye_L", "eye_R"):
+        _, keys, c0, c1 = g.bands[name]
+        cols = np.arange(c0 + 1, c1)
+        eye_columns[name] = topo.grid_ids[keys[0] : keys[-1] + 1, cols].T.copy()
+        lid_rows[name] = topo.grid_ids[keys[0] - 3 : keys[0], cols].copy()
+    return eye_columns, lid_rows
+
+
+def _identity_basis(g: Grid, topo: _Topology, shape: ShapeParams, base: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """[Ki, V, 3] identity modes: the same rays against perturbed shapes (the pocket follows its
+    slit); a quarter step keeps the difference linear, scaled back to one unit."""
+    out = np.empty((len(IDENTITY_MODES), topo.n_vertices, 3))
+    for i, deltas in enumerate(IDENTITY_MODES.values()):
+        pos, _ = _surface(g, topo, shape.perturbed(**{k: d / 4 for k, d in deltas.items()}), near=t0, base=shape)
+        out[i] = (pos - base) * 4
+    return out
+
+
+def _mouth(g: Grid, topo: _Topology, pocket_off: np.ndarray) -> dict:
+    """Mouth bookkeeping: slit columns, upper/lower side and jaw weight of the mouth vertices,
+    pocket parameter t (cumulative profile length, 0 at the upper edge, 1 at the lower edge),
+    pocket depth and the t at which each profile stretch starts."""
+    _, m_keys, mc0, mc1 = g.bands["mouth"]
+    cols = np.arange(mc0 + 1, mc1)
+    s, n_v = g.slit_row, topo.n_vertices
+    slit = np.stack([topo.grid_ids[s, cols], topo.lower_slit[cols]], 1)
+    side = np.zeros(n_v, np.int8)
+    jaw = np.zeros(n_v, np.float32)
+    side[topo.grid_ids[m_keys[0] + 1 : s + 1, cols].ravel()] = 1
+    lower = np.concatenate([topo.grid_ids[s + 1 : m_keys[2], cols].ravel(), slit[:, 1]])
+    side[lower], jaw[lower] = -1, 1.0
+    prof = np.array([(0.0, 0.0)] + [p[:2] for p in POCKET_PROFILE] + [(0.0, 0.0)])
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(prof, axis=0), axis=1))])
+    arc /= arc[-1]
+    t = np.full(n_v, -1.0, np.float32)
+    depth = np.zeros(n_v, np.float32)
+    for k in range(len(POCKET_PROFILE)):
+        vk = topo.pocket_ids[k, cols]
+        side[vk] = 1 if POCKET_JAW[k] < 0.5 else -1
+        jaw[vk] = POCKET_JAW[k]
+        t[vk] = arc[k + 1]
+        depth[vk] = -pocket_off[vk, 2]
+    t[slit[:, 0]], t[slit[:, 1]] = 0.0, 1.0
+    t[topo.grid_ids[s, [mc0, mc1]]] = 0.0  # the mouth corners
+    corners = topo.grid_ids[s, [mc1, mc0]]  # left (+x), right
+    return dict(mouth_columns=slit, mouth_side=side, jaw_side=jaw, pocket_t=t, pocket_depth=depth,
+                pocket_breaks=arc.astype(np.float32), corners=corners)
 
 
 @functools.lru_cache(maxsize=1)
@@ -294,90 +345,33 @@ def build_synth_head() -> SynthHead:
     out = np.einsum("ti,ti->t", fn, template[faces].mean(1) - RAY_CENTRE)
     if np.sum(out[topo.face_kind != MOUTH_INTERIOR]) < 0:
         faces = faces[:, ::-1].copy()
-
-    eye_columns, lid_rows = {}, {}
-    for name in ("eye_L", "eye_R"):
-        _, keys, c0, c1 = g.bands[name]
-        cols = np.arange(c0 + 1, c1)
-        eye_columns[name] = topo.grid_ids[keys[0] : keys[-1] + 1, cols].T.copy()  # [n, k]
-        lid_rows[name] = topo.grid_ids[keys[0] - 3 : keys[0], cols].copy()  # [3, n]
-
-    # identity modes: the same rays against perturbed shapes; the pocket follows its slit
-    id_basis = np.empty((len(IDENTITY_MODES), topo.n_vertices, 3))
-    for i, deltas in enumerate(IDENTITY_MODES.values()):
-        # a quarter step keeps the difference in the linear regime; scaled back to one unit
-        pos, _ = _surface(g, topo, shape.perturbed(**{k: d / 4 for k, d in deltas.items()}), near=t0, base=shape)
-        id_basis[i] = (pos - base) * 4
+    eye_columns, lid_rows = _eye_bands(g, topo)
+    id_basis = _identity_basis(g, topo, shape, base, t0)
     _rigid_eye_bands(id_basis, eye_columns)
-
-    _, m_keys, mc0, mc1 = g.bands["mouth"]
-    mcols = np.arange(mc0 + 1, mc1)
-    s = g.slit_row
-    mouth_columns = np.stack([topo.grid_ids[s, mcols], topo.lower_slit[mcols]], 1)
-    K = len(POCKET_PROFILE)
-    n_v = topo.n_vertices
-    mouth_side = np.zeros(n_v, np.int8)
-    jaw_side = np.zeros(n_v, np.float32)
-    mouth_side[topo.grid_ids[m_keys[0] + 1 : s + 1, mcols].ravel()] = 1
-    lower_rows = topo.grid_ids[s + 1 : m_keys[2], mcols].ravel()
-    mouth_side[lower_rows] = -1
-    mouth_side[topo.lower_slit[mcols]] = -1
-    jaw_side[lower_rows] = 1.0
-    jaw_side[topo.lower_slit[mcols]] = 1.0
-    for k in range(K):
-        vk = topo.pocket_ids[k, mcols]
-        mouth_side[vk] = 1 if POCKET_JAW[k] < 0.5 else -1
-        jaw_side[vk] = POCKET_JAW[k]
-
-    # pocket parameter t: cumulative profile length, 0 at the upper edge, 1 at the lower edge
-    prof = np.array([(0.0, 0.0)] + [p[:2] for p in POCKET_PROFILE] + [(0.0, 0.0)])
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(prof, axis=0), axis=1))])
-    arc /= arc[-1]
-    pocket_t = np.full(n_v, -1.0, np.float32)
-    pocket_depth = np.zeros(n_v, np.float32)
-    for k in range(K):
-        vk = topo.pocket_ids[k, mcols]
-        pocket_t[vk] = arc[k + 1]
-        pocket_depth[vk] = -pocket_off[vk, 2]
-    pocket_t[mouth_columns[:, 0]] = 0.0
-    pocket_t[mouth_columns[:, 1]] = 1.0
-    pocket_t[topo.grid_ids[s, [mc0, mc1]]] = 0.0  # the mouth corners
-
-    centre_col = int(np.argmin(np.abs(g.u)))
-    landmarks = {
+    mouth = _mouth(g, topo, pocket_off)
+    lm = {
         "eye_L": template[eye_columns["eye_L"]].reshape(-1, 3).mean(0),
         "eye_R": template[eye_columns["eye_R"]].reshape(-1, 3).mean(0),
-        "mouth": template[topo.grid_ids[s, centre_col]],
-        "mouth_corner_L": template[topo.grid_ids[s, mc1]],
-        "mouth_corner_R": template[topo.grid_ids[s, mc0]],
+        "mouth": template[topo.grid_ids[g.slit_row, int(np.argmin(np.abs(g.u)))]],
+        "mouth_corner_L": template[mouth["corners"][0]],
+        "mouth_corner_R": template[mouth["corners"][1]],
         "nose_tip": template[np.argmax(np.where(topo.pocket_k < 0, template[:, 2], -1.0))],
     }
-    landmarks = {k: np.asarray(v, np.float32) for k, v in landmarks.items()}
-    names, exp_basis = build_expression_basis(template, faces, landmarks, mouth_side, jaw_side, eye_columns, lid_rows)
+    lm = {k: np.asarray(v, np.float32) for k, v in lm.items()}
+    names, exp_basis = build_expression_basis(template, faces, lm, mouth["mouth_side"], mouth["jaw_side"],
+                                              eye_columns, lid_rows)
     _rigid_eye_bands(exp_basis, eye_columns, skip=[names.index("eyeBlink_L"), names.index("eyeBlink_R")])
     model = FaceModel(
-        name=MODEL_NAME,
-        vertices=template.astype(np.float32),
-        faces=faces.astype(np.int32),
-        identity_basis=id_basis.astype(np.float32),
-        identity_names=list(IDENTITY_MODES),
-        expression_basis=exp_basis.astype(np.float32),
-        expression_names=names,
-        vertex_regions=np.zeros(n_v, np.uint8),
+        name=MODEL_NAME, vertices=template.astype(np.float32), faces=faces.astype(np.int32),
+        identity_basis=id_basis.astype(np.float32), identity_names=list(IDENTITY_MODES),
+        expression_basis=exp_basis.astype(np.float32), expression_names=names,
+        vertex_regions=np.zeros(topo.n_vertices, np.uint8),
     )
     head = SynthHead(
-        model=model,
-        face_kind=topo.face_kind,
-        pocket_t=pocket_t,
-        pocket_breaks=arc.astype(np.float32),
-        pocket_materials=("lip",) + tuple(p[2] for p in POCKET_PROFILE),
-        pocket_depth=pocket_depth,
-        jaw_side=jaw_side,
-        eye_columns=eye_columns,
-        lid_rows=lid_rows,
-        mouth_columns=mouth_columns,
-        mouth_side=mouth_side,
-        landmarks=landmarks,
+        model=model, face_kind=topo.face_kind, pocket_t=mouth["pocket_t"], pocket_breaks=mouth["pocket_breaks"],
+        pocket_materials=("lip",) + tuple(p[2] for p in POCKET_PROFILE), pocket_depth=mouth["pocket_depth"],
+        jaw_side=mouth["jaw_side"], eye_columns=eye_columns, lid_rows=lid_rows,
+        mouth_columns=mouth["mouth_columns"], mouth_side=mouth["mouth_side"], landmarks=lm,
     )
     model.vertex_regions = vertex_regions(head)
     return head

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .appearance import shade
+from .fields import vertex_normals
+
 _ID_BITS = 21  # triangle ids packed below the quantised depth
 _DEPTH_QUANT = 1e-7  # metres per depth unit in the packed key
 
@@ -150,17 +153,6 @@ def rasterize(v_cam: np.ndarray, faces: np.ndarray, cam: Camera) -> Fragments:
     return Fragments(face_out.reshape(H, W), bary_out.reshape(H, W, 3), depth_out.reshape(H, W))
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals. vertices [V, 3], faces [T, 3] → [V, 3] float64."""
-    v = np.asarray(vertices, np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # [T, 3], |fn| = 2·area
-    n = np.zeros_like(v)
-    for k in range(3):
-        for c in range(3):
-            n[:, c] += np.bincount(faces[:, k], fn[:, c], minlength=v.shape[0])
-    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-
-
 def interpolate(values: np.ndarray, faces: np.ndarray, frags: Fragments) -> np.ndarray:
     """Barycentric interpolation of per-vertex values [V, C] at the covered pixels → [P, C]
     (P = frags.mask.sum(), pixels in row-major order)."""
@@ -179,8 +171,6 @@ def render_frame(head, app, vertices: np.ndarray, head_pose: np.ndarray, cam: Ca
     Returns:
         rgba [H, W, 4] uint8 (alpha = head mask), seg [H, W] uint8 INSTA region ids (0 = background).
     """
-    from .appearance import shade
-
     faces = head.model.faces
     frags = rasterize(to_camera(vertices, head_pose, cam.c2w), faces, cam)
     m = frags.mask
