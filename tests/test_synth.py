@@ -17,7 +17,7 @@ from fastminerf.data.identity import read_rgba
 from fastminerf.data.layout import read_identity, read_seg
 from fastminerf.data.synth import build_head_model, build_synth_head
 from fastminerf.data.synth.appearance import Light
-from fastminerf.data.synth.cast import default_camera, make_member, render_performance, synthesize_cast
+from fastminerf.data.synth.cast import default_camera, make_member, render_performance, synthesize_cast, transfer_drivers
 from fastminerf.data.synth.render import Camera, rasterize, render_frame, to_camera
 from fastminerf.errors import InputError
 
@@ -196,6 +196,25 @@ def test_identities_look_different(cast):
     both = (a.image(0)[..., 3] > 0) & (b.image(0)[..., 3] > 0)
     diff = np.abs(a.image(0)[..., :3].astype(int) - b.image(0)[..., :3].astype(int))[both].mean()
     assert diff > 10
+
+
+def test_transfer_driver_choice():
+    assert transfer_drivers(0, 1) == []
+    assert transfer_drivers(1, 4) == [2, 3, 0]
+    assert transfer_drivers(4, 6) == [5, 0, 1]
+    assert transfer_drivers(4, 6, k=1) == [5] and transfer_drivers(2, 3, k=0) == []
+
+
+def test_lighting_drift_changes_light_not_geometry(head):
+    still = make_member(head, 7, 0, 12)
+    drift = make_member(head, 7, 0, 12, lighting_drift=1.0)
+    assert np.array_equal(still.motion.expressions, drift.motion.expressions)
+    assert np.array_equal(still.motion.head_pose, drift.motion.head_pose)
+    cam = default_camera(40)
+    (_, a, sa, *_), = render_performance(head, still, still, [11], cam)
+    (_, b, sb, *_), = render_performance(head, drift, drift, [11], cam)
+    assert np.array_equal(sa, sb) and np.array_equal(a[..., 3], b[..., 3])
+    assert np.abs(a[..., :3].astype(int) - b[..., :3].astype(int)).max() > 5
 
 
 # ---------------------------------------------------------------------------- bad input
