@@ -179,7 +179,7 @@ def _skin_texture(p: np.ndarray, seed: int) -> np.ndarray:
     for _ in range(3):
         d = rng.normal(size=3)
         d /= np.linalg.norm(d)
-        out += 0.015 * np.sin(2 * np.pi * np.einsum("pi,i->p", p, d) / rng.uniform(0.003, 0.006) + rng.uniform(0, 6.3))
+        out += 0.012 * np.sin(2 * np.pi * np.einsum("pi,i->p", p, d) / rng.uniform(0.003, 0.006) + rng.uniform(0, 6.3))
     return out
 
 

@@ -53,7 +53,7 @@ def build_expression_basis(template: np.ndarray, faces: np.ndarray, lm: dict, mo
     """
     p = template
     V = p.shape[0]
-    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    x, y = p[:, 0], p[:, 1]
     m, cL, cR = lm["mouth"], lm["mouth_corner_L"], lm["mouth_corner_R"]
     cx = float(cL[0])
     out = {}
