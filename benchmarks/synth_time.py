@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             np.asarray(d.images[-1])  # touch the image cache
         loads[label] = time.perf_counter() - t0
     size_mb = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file()) / 2**20
-    command = "python benchmarks/synth_time.py " + " ".join(argv)
+    command = " ".join(["python benchmarks/synth_time.py", *argv])
     result = {
         "command": command,
         "identities": args.identities, "frames_per_identity": args.frames, "size": args.size,

@@ -117,6 +117,20 @@ def _writer(head: SynthHead, out: Path, member: Member, n: int, cam: Camera, wri
     )
 
 
+def _write_sequence(w: IdentityWriter, head: SynthHead, actor: Member, driver: Member, frames, cam: Camera,
+                    train_fraction: float, tick: Callable[[int], None]) -> None:
+    """Render ``actor`` performing ``driver``'s ``frames`` into writer ``w`` (frame k of the folder =
+    frames[k], timed as in the driver's video), then finish it; nothing is left on failure."""
+    try:
+        for k, (i, rgba, seg, verts, e, pose) in enumerate(render_performance(head, actor, driver, frames, cam)):
+            w.add(k, rgba, cam.c2w, pose, verts, e, seg=seg, time=i / driver.motion.fps)
+            tick(1)
+        w.finish(train_fraction)
+    except BaseException:
+        w.abort()
+        raise
+
+
 def write_identity(head: SynthHead, root: Path, actor: Member, drivers: list[Member], cam: Camera,
                    write_obj: bool = True, tick: Callable[[int], None] = lambda n: None) -> Path:
     """Write ``root/<actor>/`` (its own performance) and ``root/<actor>/transfer/<driver>/`` for
@@ -125,27 +139,13 @@ def write_identity(head: SynthHead, root: Path, actor: Member, drivers: list[Mem
     extra = {"synthetic": {"cast_format": CAST_FORMAT, "identity_index": actor.index,
                            "identity_coefficients": [round(float(x), 6) for x in actor.shape]}}
     w = _writer(head, root / actor.name, actor, F, cam, write_obj, extra)
-    try:
-        for i, rgba, seg, verts, e, pose in render_performance(head, actor, actor, range(F), cam):
-            w.add(i, rgba, cam.c2w, pose, verts, e, seg=seg)
-            tick(1)
-        w.finish(TRAIN_FRACTION)
-    except BaseException:
-        w.abort()
-        raise
+    _write_sequence(w, head, actor, actor, range(F), cam, TRAIN_FRACTION, tick)
     for d in drivers:
         test = np.arange(train_count(d.motion.n_frames, TRAIN_FRACTION), d.motion.n_frames)
-        extra = {"identity": actor.name,  # the folder is named after the driver
+        extra = {"identity": actor.name,  # the folder itself is named after the driver
                  "transfer": {"identity": actor.name, "driver": d.name, "driver_frames": test.tolist()}}
         w = _writer(head, root / actor.name / "transfer" / d.name, actor, test.size, cam, write_obj, extra, False)
-        try:
-            for k, (i, rgba, seg, verts, e, pose) in enumerate(render_performance(head, actor, d, test, cam)):
-                w.add(k, rgba, cam.c2w, pose, verts, e, seg=seg, time=i / d.motion.fps)
-                tick(1)
-            w.finish(train_fraction=0.0)
-        except BaseException:
-            w.abort()
-            raise
+        _write_sequence(w, head, actor, d, test, cam, 0.0, tick)
     return root / actor.name
 
 
