@@ -12,7 +12,7 @@ identity and frame. How it is made:
    named shape-parameter changes (head width, nose length, ...), so they are smooth;
 4. expression blendshapes are smooth displacement fields (:mod:`.expressions`).
 
-Everything is deterministic; the model is built once per process (about a second).
+Everything is deterministic; the model is built once per process (a second or two).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ SKIN, EYE, MOUTH_INTERIOR, UPPER_LIP, LOWER_LIP = 0, 210, 140, 130, 120
 
 @dataclass
 class SynthHead:
-    """The head model plus what the renderer, appearance and motion need to know about it.
+    """The head model plus what the renderer and the appearance need to know about it.
 
     Attributes:
         model: the :class:`FaceModel` (template, faces, bases, names, generic regions).
@@ -90,13 +90,6 @@ class SynthHead:
             lip edge, −1 off the pocket); ``pocket_breaks`` [M+1] and ``pocket_materials`` [M]
             name the material of each t-interval.
         pocket_depth: [V] float32 metres behind the mouth line (0 off the pocket).
-        jaw_side: [V] float32 in [0, 1], how much a mouth-topology vertex belongs to the jaw
-            (lower lip, lower pocket); 0 for everything else.
-        eye_columns: {"eye_L"/"eye_R": [n, k] int64 vertex ids of the eye band per interior
-            column, upper-lid row first, lower-lid row last}.
-        lid_rows: {"eye_L"/"eye_R": [3, n] int64 vertex ids of the three skin rows above the band}.
-        mouth_columns: [n, 2] int64 (upper edge, lower edge) vertex ids of the slit.
-        mouth_side: [V] int8, +1 upper lip / upper pocket, −1 lower lip / lower pocket, 0 elsewhere.
         landmarks: {name: [3] float32 template position} (eye centres, mouth corners, ...).
     """
 
@@ -106,11 +99,6 @@ class SynthHead:
     pocket_breaks: np.ndarray
     pocket_materials: tuple[str, ...]
     pocket_depth: np.ndarray
-    jaw_side: np.ndarray
-    eye_columns: dict[str, np.ndarray]
-    lid_rows: dict[str, np.ndarray]
-    mouth_columns: np.ndarray
-    mouth_side: np.ndarray
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @functools.cached_property
@@ -297,7 +285,7 @@ def _identity_basis(g: Grid, topo: _Topology, shape: ShapeParams, base: np.ndarr
 
 
 def _mouth(g: Grid, topo: _Topology, pocket_off: np.ndarray) -> dict:
-    """Mouth bookkeeping: slit columns, upper/lower side and jaw weight of the mouth vertices,
+    """Mouth bookkeeping: upper/lower side (+1/−1) and jaw weight of the mouth vertices,
     pocket parameter t (cumulative profile length, 0 at the upper edge, 1 at the lower edge),
     pocket depth and the t at which each profile stretch starts."""
     _, m_keys, mc0, mc1 = g.bands["mouth"]
@@ -323,7 +311,7 @@ def _mouth(g: Grid, topo: _Topology, pocket_off: np.ndarray) -> dict:
     t[slit[:, 0]], t[slit[:, 1]] = 0.0, 1.0
     t[topo.grid_ids[s, [mc0, mc1]]] = 0.0  # the mouth corners
     corners = topo.grid_ids[s, [mc1, mc0]]  # left (+x), right
-    return dict(mouth_columns=slit, mouth_side=side, jaw_side=jaw, pocket_t=t, pocket_depth=depth,
+    return dict(mouth_side=side, jaw_side=jaw, pocket_t=t, pocket_depth=depth,
                 pocket_breaks=arc.astype(np.float32), corners=corners)
 
 
@@ -370,8 +358,7 @@ def build_synth_head() -> SynthHead:
     head = SynthHead(
         model=model, face_kind=topo.face_kind, pocket_t=mouth["pocket_t"], pocket_breaks=mouth["pocket_breaks"],
         pocket_materials=("lip",) + tuple(p[2] for p in POCKET_PROFILE), pocket_depth=mouth["pocket_depth"],
-        jaw_side=mouth["jaw_side"], eye_columns=eye_columns, lid_rows=lid_rows,
-        mouth_columns=mouth["mouth_columns"], mouth_side=mouth["mouth_side"], landmarks=lm,
+        landmarks=lm,
     )
     model.vertex_regions = vertex_regions(head)
     return head
