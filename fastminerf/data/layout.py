@@ -56,6 +56,18 @@ def _r(x, nd: int = 7):
     return round(float(x), nd)
 
 
+def train_count(n_frames: int, train_fraction: float = 0.9) -> int:
+    """How many leading frames :meth:`IdentityWriter.finish` puts in the training split:
+    ceil(train_fraction·F), keeping at least one held-out frame when F > 1; 0 when
+    train_fraction ≤ 0 (a held-out-only sequence, e.g. cross-reenactment ground truth)."""
+    if train_fraction <= 0:
+        return 0
+    n_train = max(1, min(n_frames, int(math.ceil(train_fraction * n_frames - 1e-9))))
+    if n_frames > 1 and n_train == n_frames:
+        n_train = n_frames - 1
+    return n_train
+
+
 class IdentityWriter:
     """Stream the frames of one identity into our layout.
 
@@ -177,12 +189,7 @@ class IdentityWriter:
         missing = [i for i, f in enumerate(self.frames) if f is None]
         if missing:
             raise ValueError(f"{self.out}: frames never added: {missing[:5]}...")
-        if train_fraction <= 0:  # a held-out-only sequence (e.g. cross-reenactment ground truth)
-            n_train = 0
-        else:
-            n_train = max(1, min(self.n, int(math.ceil(train_fraction * self.n - 1e-9))))
-            if self.n > 1 and n_train == self.n:
-                n_train = self.n - 1  # keep at least one held-out frame
+        n_train = train_count(self.n, train_fraction)
         fx, fy, cx, cy = self.K
         top = {
             "format": FORMAT,
