@@ -15,6 +15,7 @@ from ..errors import InputError
 #: subcommand modules, in the order ``fastminerf --help`` lists them
 COMMANDS = [
     "demo",
+    "synth",
     "train",
     "render",
     "eval",
