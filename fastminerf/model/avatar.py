@@ -40,6 +40,8 @@ class CastInfo:
         canonical_aabb: [6] box around the canonical mesh, margin included.
         expr_mean, expr_std: [E] training-set statistics of the expression coefficients.
         expression_basis: optional [E, V, 3] (drives a mesh from expression sliders).
+        identity_canonicals: optional [N, V, 3] each identity's neutral mesh (a mesh for any
+            identity and expression without the dataset: canonical_i + Σ e_k basis_k).
     """
 
     names: list[str]
@@ -54,6 +56,7 @@ class CastInfo:
     expr_mean: np.ndarray
     expr_std: np.ndarray
     expression_basis: np.ndarray | None = field(default=None)
+    identity_canonicals: np.ndarray | None = field(default=None)
 
     @property
     def n_expressions(self) -> int:
@@ -88,6 +91,7 @@ class CastInfo:
             expr_mean=e.mean(0).astype(np.float32),
             expr_std=np.maximum(e.std(0), 1e-3).astype(np.float32),
             expression_basis=None if basis is None else np.asarray(basis)[: cast.n_expressions],
+            identity_canonicals=np.stack([d.canonical for d in cast.identities]).astype(np.float32),
         )
 
     def to_dict(self) -> dict:
