@@ -75,3 +75,12 @@ def resolve_backend(name: str) -> str:
     why = "" if chosen != "torch" or name == "torch" else f" (cuda unavailable: {_CUDA_ERROR})"
     log.info("backend: %s%s", chosen, why)
     return chosen
+
+
+def ops_backend(backend: str) -> str:
+    """Backend of the non-encoding ops (marching, nearest triangle, compositing) for a
+    resolved model backend: tcnn only encodes, so its other ops use our kernels when they
+    load, else the torch twins."""
+    if backend == "tcnn":
+        return "cuda" if cuda_available() else "torch"
+    return backend
