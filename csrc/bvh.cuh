@@ -1,5 +1,6 @@
-// Device helpers of the nearest-triangle op: Morton codes, box distance, and the exact
-// point-triangle distance (the torch twin's Voronoi-region test, same branch priority).
+// Nearest triangle with one LBVH per mesh (Karras 2012), per item and host + device:
+// Morton keys, leaves, internal nodes, the bottom-up refit of one leaf's path, and the
+// exact nearest-triangle query of one point (the torch twin's point-triangle test).
 #pragma once
 
 #include <cfloat>
@@ -11,7 +12,7 @@
 namespace fmn {
 
 // 10 bits -> 30 bits with two zeros between bits.
-__device__ __forceinline__ uint32_t spread_bits(uint32_t v) {
+FMN_HD uint32_t spread_bits(uint32_t v) {
   v = (v * 0x00010001u) & 0xFF0000FFu;
   v = (v * 0x00000101u) & 0x0F00F00Fu;
   v = (v * 0x00000011u) & 0xC30C30C3u;
@@ -19,30 +20,29 @@ __device__ __forceinline__ uint32_t spread_bits(uint32_t v) {
   return v;
 }
 
+FMN_HD uint32_t quantize10(float v) { return static_cast<uint32_t>(fminf(fmaxf(v * 1024.0f, 0.0f), 1023.0f)); }
+
 // Morton code of a point given in [0, 1]^3 (clamped).
-__device__ __forceinline__ uint32_t morton30(float x, float y, float z) {
-  const auto q = [](float v) {
-    return static_cast<uint32_t>(fminf(fmaxf(v * 1024.0f, 0.0f), 1023.0f));
-  };
-  return (spread_bits(q(x)) << 2) | (spread_bits(q(y)) << 1) | spread_bits(q(z));
+FMN_HD uint32_t morton30(float x, float y, float z) {
+  return (spread_bits(quantize10(x)) << 2) | (spread_bits(quantize10(y)) << 1) | spread_bits(quantize10(z));
 }
 
 // Squared distance from p to the box [lo, hi] (0 inside).
-__device__ __forceinline__ float box_dist2(f3 p, const float lo[3], const float hi[3]) {
+FMN_HD float box_dist2(f3 p, const float lo[3], const float hi[3]) {
   const float dx = fmaxf(fmaxf(lo[0] - p.x, p.x - hi[0]), 0.0f);
   const float dy = fmaxf(fmaxf(lo[1] - p.y, p.y - hi[1]), 0.0f);
   const float dz = fmaxf(fmaxf(lo[2] - p.z, p.z - hi[2]), 0.0f);
   return dx * dx + dy * dy + dz * dz;
 }
 
-__device__ __forceinline__ float safe_den(float d) {
+FMN_HD float safe_den(float d) {
   const float eps = 1e-30f;  // as closest_point_on_triangle in fastminerf/ops/embed.py
   return fabsf(d) > eps ? d : eps;
 }
 
 // Exact closest point on triangle (a, b, c) to p; priority of regions as the torch twin:
 // vertex a, vertex b, vertex c, edge ab, edge ac, edge bc, interior.
-__device__ __forceinline__ f3 closest_on_triangle(f3 p, f3 a, f3 b, f3 c) {
+FMN_HD f3 closest_on_triangle(f3 p, f3 a, f3 b, f3 c) {
   const f3 ab = sub(b, a), ac = sub(c, a), ap = sub(p, a);
   const float d1 = dot(ab, ap), d2 = dot(ac, ap);
   if (d1 <= 0.0f && d2 <= 0.0f) return a;
@@ -65,10 +65,182 @@ __device__ __forceinline__ f3 closest_on_triangle(f3 p, f3 a, f3 b, f3 c) {
   return add(a, add(mul(ab, vb / den), mul(ac, vc / den)));
 }
 
-__device__ __forceinline__ float point_triangle_dist2(f3 p, const float* __restrict__ tri) {
+FMN_HD float point_triangle_dist2(f3 p, const float* tri) {
   const f3 q = closest_on_triangle(p, load3(tri), load3(tri + 3), load3(tri + 6));
   const f3 d = sub(q, p);
   return dot(d, d);
+}
+
+// ---------------------------------------------------------------- build, per item
+// keys[i] for triangle t of mesh k (i = k*T + t).
+FMN_HD void morton_key(int64_t i, const float* verts, const int32_t* faces, const float* box_lo, const float* box_hi,
+                       int V, int T, int64_t* keys) {
+  const int k = static_cast<int>(i / T), t = static_cast<int>(i % T);
+  const float* vk = verts + static_cast<int64_t>(k) * V * 3;
+  float c[3];
+  for (int d = 0; d < 3; ++d) {
+    const float s = vk[faces[t * 3] * 3 + d] + vk[faces[t * 3 + 1] * 3 + d] + vk[faces[t * 3 + 2] * 3 + d];
+    const float lo = box_lo[k * 3 + d], ext = box_hi[k * 3 + d] - lo;
+    c[d] = ext > 0.0f ? (s * (1.0f / 3.0f) - lo) / ext : 0.5f;
+  }
+  keys[i] = (static_cast<int64_t>(k) << 32) | static_cast<int64_t>(morton30(c[0], c[1], c[2]));
+}
+
+// Leaf i (sorted position within all K*T): its triangle's vertices and face id.
+FMN_HD void leaf_setup(int64_t i, const int64_t* perm, const float* verts, const int32_t* faces, int V, int T,
+                       float* tris, int32_t* leaf_face) {
+  const int k = static_cast<int>(i / T);
+  const int t = static_cast<int>(perm[i] - static_cast<int64_t>(k) * T);
+  leaf_face[i] = t;
+  const float* vk = verts + static_cast<int64_t>(k) * V * 3;
+  for (int v = 0; v < 3; ++v)
+    for (int d = 0; d < 3; ++d) tris[i * 9 + v * 3 + d] = vk[faces[t * 3 + v] * 3 + d];
+}
+
+// Length of the common prefix of leaves i and j of one mesh (codes, then positions);
+// -1 outside [0, n).
+FMN_HD int prefix_len(const int64_t* keys, int n, int i, int64_t j) {
+  if (j < 0 || j >= n) return -1;
+  const uint32_t a = static_cast<uint32_t>(keys[i]), b = static_cast<uint32_t>(keys[j]);
+  if (a == b) return 32 + clz32(static_cast<uint32_t>(i) ^ static_cast<uint32_t>(j));
+  return clz32(a ^ b);
+}
+
+// Internal node i of mesh k (gi = k*(T-1) + i): children and parent links. A parent link
+// is (parent << 1) | side, -1 for the root.
+FMN_HD void internal_node(int64_t gi, const int64_t* sorted_keys, int T, BvhNode* nodes, int32_t* node_parent,
+                          int32_t* leaf_parent) {
+  const int n_int = T - 1;
+  const int k = static_cast<int>(gi / n_int), i = static_cast<int>(gi % n_int);
+  const int64_t* keys = sorted_keys + static_cast<int64_t>(k) * T;
+  // direction and far end j of the range of leaves covered by node i
+  const int d = (prefix_len(keys, T, i, i + 1) - prefix_len(keys, T, i, i - 1)) >= 0 ? 1 : -1;
+  const int dmin = prefix_len(keys, T, i, static_cast<int64_t>(i) - d);
+  int64_t lmax = 2;
+  while (prefix_len(keys, T, i, i + lmax * d) > dmin) lmax *= 2;
+  int64_t len = 0;
+  for (int64_t t = lmax / 2; t >= 1; t /= 2)
+    if (prefix_len(keys, T, i, i + (len + t) * d) > dmin) len += t;
+  const int j = static_cast<int>(i + len * d);
+  // split: the last leaf (from i towards j) sharing more than prefix_len(i, j) bits with i
+  const int dnode = prefix_len(keys, T, i, j);
+  int64_t s = 0, t = len;
+  do {
+    t = (t + 1) / 2;
+    if (prefix_len(keys, T, i, i + (s + t) * d) > dnode) s += t;
+  } while (t > 1);
+  const int gamma = static_cast<int>(i + s * d + (d < 0 ? -1 : 0));
+  const int lo = i < j ? i : j, hi = i < j ? j : i;
+  BvhNode* nd = nodes + static_cast<int64_t>(k) * n_int + i;
+  const int64_t leaf0 = static_cast<int64_t>(k) * T, node0 = static_cast<int64_t>(k) * n_int;
+  for (int side = 0; side < 2; ++side) {
+    const int c = gamma + side;
+    const bool leaf = side == 0 ? (lo == gamma) : (hi == gamma + 1);
+    nd->child[side] = leaf ? ~c : c;
+    (leaf ? leaf_parent[leaf0 + c] : node_parent[node0 + c]) = (i << 1) | side;
+  }
+  if (i == 0) node_parent[node0] = -1;
+}
+
+// Bottom-up refit from leaf gi: write the box into the parent's slot; the second thread to
+// reach a node (flags count arrivals) merges the sibling's box and goes on up.
+FMN_HD void refit_leaf(int64_t gi, const float* tris, const int32_t* node_parent, const int32_t* leaf_parent, int T,
+                       BvhNode* nodes, int32_t* flags) {
+  const int k = static_cast<int>(gi / T);
+  const int n_int = T - 1;
+  const float* tri = tris + gi * 9;
+  float lo[3], hi[3];
+  for (int d = 0; d < 3; ++d) {
+    lo[d] = fminf(fminf(tri[d], tri[3 + d]), tri[6 + d]);
+    hi[d] = fmaxf(fmaxf(tri[d], tri[3 + d]), tri[6 + d]);
+  }
+  BvhNode* base = nodes + static_cast<int64_t>(k) * n_int;
+  int32_t* fl = flags + static_cast<int64_t>(k) * n_int;
+  const int32_t* np = node_parent + static_cast<int64_t>(k) * n_int;
+  int link = leaf_parent[gi];
+  while (link >= 0) {
+    const int p = link >> 1, side = link & 1;
+    BvhNode* nd = base + p;
+    for (int d = 0; d < 3; ++d) {
+      nd->lo[side][d] = lo[d];
+      nd->hi[side][d] = hi[d];
+    }
+    thread_fence();
+    if (atomic_add(fl + p, 1) == 0) return;  // the sibling's thread finishes this node
+    thread_fence();
+    for (int d = 0; d < 3; ++d) {  // the sibling's box, read from L2 (bypassing L1)
+      lo[d] = fminf(lo[d], load_cg(&nd->lo[1 - side][d]));
+      hi[d] = fmaxf(hi[d], load_cg(&nd->hi[1 - side][d]));
+    }
+    link = np[p];
+  }
+}
+
+// ---------------------------------------------------------------- query, per point
+// Best-first descent with a short stack; a subtree is skipped only when its box is farther
+// than the best squared distance (times 1 + 1e-6, so float round-off in the box test never
+// hides a triangle that ties or wins by an ulp). Depth of a Karras tree over 30-bit codes
+// with position tie-breaks is < 62, hence 64 entries. Ties (equal squared distance) go to
+// the smaller face index, as the torch twin's argmin.
+constexpr int kStack = 64;
+
+FMN_HD float slack(float best) { return best * (1.0f + 1e-6f); }
+
+FMN_HD void nearest_point(f3 p, int64_t k, const BvhNode* nodes, const float* tris, const int32_t* leaf_face, int T,
+                          int* face_out, float* dist2_out) {
+  const float* ktris = tris + k * T * 9;
+  const int32_t* kface = leaf_face + k * T;
+  float best = FLT_MAX;
+  int best_face = 0x7fffffff;
+  const auto test_leaf = [&](int j) {
+    const float d2 = point_triangle_dist2(p, ktris + static_cast<int64_t>(j) * 9);
+    if (d2 <= best) {
+      const int f = kface[j];
+      if (d2 < best || f < best_face) {
+        best = d2;
+        best_face = f;
+      }
+    }
+  };
+  if (T == 1) {
+    test_leaf(0);
+  } else {
+    const BvhNode* knodes = nodes + k * (T - 1);
+    int stack_node[kStack];
+    float stack_d2[kStack];
+    int sp = 0, cur = 0;
+    while (true) {
+      const BvhNode nd = knodes[cur];
+      const float dl = box_dist2(p, nd.lo[0], nd.hi[0]);
+      const float dr = box_dist2(p, nd.lo[1], nd.hi[1]);
+      const int cl = nd.child[0], cr = nd.child[1];
+      if (cl < 0 && dl <= slack(best)) test_leaf(~cl);
+      if (cr < 0 && dr <= slack(best)) test_leaf(~cr);
+      const bool go_l = cl >= 0 && dl <= slack(best);
+      const bool go_r = cr >= 0 && dr <= slack(best);
+      if (go_l && go_r) {
+        const bool left_first = dl <= dr;
+        stack_node[sp] = left_first ? cr : cl;
+        stack_d2[sp] = left_first ? dr : dl;
+        ++sp;
+        cur = left_first ? cl : cr;
+      } else if (go_l || go_r) {
+        cur = go_l ? cl : cr;
+      } else {
+        cur = -1;
+        while (sp > 0) {
+          --sp;
+          if (stack_d2[sp] <= slack(best)) {
+            cur = stack_node[sp];
+            break;
+          }
+        }
+        if (cur < 0) break;
+      }
+    }
+  }
+  *face_out = best_face;
+  *dist2_out = best;
 }
 
 }  // namespace fmn

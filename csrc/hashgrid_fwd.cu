@@ -1,5 +1,5 @@
-// Hash-grid encoding, forward: one thread per (point, level), trilinear blend of 8 rows.
-#include "common.cuh"
+// Hash-grid encoding, forward: one thread per (point, level), trilinear blend of 8 rows
+// (encode_level in hashgrid.cuh); and the rows themselves, for exact-index tests.
 #include "hashgrid.cuh"
 
 namespace fmn {
@@ -11,25 +11,7 @@ __global__ void hash_grid_fwd_kernel(const float* __restrict__ x, const T* __res
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int l = blockIdx.y;
   if (i >= n) return;
-  uint32_t cell[3];
-  float frac[3];
-#pragma unroll
-  for (int d = 0; d < 3; ++d) grid_pos(lv.scale[l], x[i * 3 + d], &cell[d], &frac[d]);
-  float acc[F];
-#pragma unroll
-  for (int f = 0; f < F; ++f) acc[f] = 0.0f;
-#pragma unroll
-  for (int c = 0; c < 8; ++c) {
-    const float w = corner_weight(c, frac);
-    const uint32_t row = grid_row(cell[0] + (c & 1), cell[1] + ((c >> 1) & 1), cell[2] + ((c >> 2) & 1), l, lv);
-    float v[F];
-    load_row<T, F>(table, row, v);
-#pragma unroll
-    for (int f = 0; f < F; ++f) acc[f] += w * v[f];
-  }
-  float* o = out + i * (static_cast<int64_t>(lv.n_levels) * F) + l * F;
-#pragma unroll
-  for (int f = 0; f < F; ++f) o[f] = acc[f];
+  encode_level<T, F>(x + i * 3, table, l, lv, out + i * (static_cast<int64_t>(lv.n_levels) * F) + l * F);
 }
 
 __global__ void hash_grid_rows_kernel(const float* __restrict__ x, int64_t n, const GridLevels lv,
@@ -37,12 +19,7 @@ __global__ void hash_grid_rows_kernel(const float* __restrict__ x, int64_t n, co
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int l = blockIdx.y;
   if (i >= n) return;
-  uint32_t cell[3];
-  float frac[3];
-  for (int d = 0; d < 3; ++d) grid_pos(lv.scale[l], x[i * 3 + d], &cell[d], &frac[d]);
-  int64_t* r = rows + (i * lv.n_levels + l) * 8;
-  for (int c = 0; c < 8; ++c)
-    r[c] = grid_row(cell[0] + (c & 1), cell[1] + ((c >> 1) & 1), cell[2] + ((c >> 2) & 1), l, lv);
+  level_rows(x + i * 3, l, lv, rows + (i * lv.n_levels + l) * 8);
 }
 
 template <typename T>
