@@ -114,8 +114,9 @@ def main(argv=None) -> int:
                 rows.append({"backend": "cuda", "status": f"unavailable ({why})"})
                 print(f"cuda   unavailable ({why})")
                 continue
+            frames = 3 if (gpu and backend == "cuda") else 1  # the torch backend takes seconds per 512² frame
             rows.append(bench_backend(backend, cfg_name, overrides, cast, device, warmup, steps, args.render_size,
-                                      3 if gpu else 1, tmp / "runs"))
+                                      frames, tmp / "runs"))
     by = {r["backend"]: r for r in rows if "ms/step" in r}
     speedup = by["torch"]["ms/step"] / by["cuda"]["ms/step"] if {"torch", "cuda"} <= set(by) else None
     env = environment(device)

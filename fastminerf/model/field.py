@@ -81,8 +81,8 @@ class HashGrid(nn.Module):
         return hash_grid_encode(x, self.table, self.spec, self.backend, self.precision)
 
     def _tcnn_encode(self, x: torch.Tensor) -> torch.Tensor:
-        if self._tcnn is None:
-            self._tcnn = tcnn_encoding(self.spec, x.device)
+        if self._tcnn is None:  # kept out of the module tree: no state of its own
+            object.__setattr__(self, "_tcnn", tcnn_encoding(self.spec, x.device))
         enc = self._tcnn
         enc.__dict__["params"] = self.table.reshape(-1)  # tcnn's flat layout = our [P, F] row-major
         return enc(x).float()
