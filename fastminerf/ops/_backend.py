@@ -72,7 +72,8 @@ def resolve_backend(name: str) -> str:
         raise InputError(None, f"backend 'cuda' requested but unavailable: {_CUDA_ERROR}")
     else:
         chosen = "torch"
-    why = "" if chosen != "torch" or name == "torch" else f" (cuda unavailable: {_CUDA_ERROR})"
+    first = (_CUDA_ERROR.strip().splitlines() or [""])[0]  # one line; the full build log is in the cuda_ops() error
+    why = "" if chosen != "torch" or name == "torch" else f" (cuda unavailable: {first})"
     log.info("backend: %s%s", chosen, why)
     return chosen
 
