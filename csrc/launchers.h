@@ -46,7 +46,7 @@ cudaError_t hash_grid_bwd_x(const float* x, const __half* table, const float* gr
 // One binary radix tree (Karras 2012) per mesh over its T triangles. Internal node i of mesh
 // k lives at nodes[k*(T-1) + i]; it stores both children's boxes, so a visit is one 64-byte
 // load. child >= 0: internal node; child < 0: leaf ~child (position in the Morton order).
-struct BvhNode {
+struct alignas(16) BvhNode {
   float lo[2][3];
   float hi[2][3];
   int child[2];

