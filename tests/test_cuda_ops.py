@@ -157,6 +157,86 @@ def test_wrappers_check_shapes_before_launching():
         ops.composite(torch.zeros(4), torch.zeros(4, 4), torch.zeros(4), torch.zeros(4), torch.zeros(4, dtype=torch.long), 1)
 
 
+class TwinKernels:
+    """Stands in for the compiled module on the CPU: every entry point returns what its
+    kernel returns, computed with the torch twins, so the autograd wrappers of
+    _cuda_ops.py (argument order, saved tensors, gradient plumbing) run without a GPU."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def LevelArgs(self, *lists):  # noqa: N802 (the extension's class name)
+        return lists
+
+    def hash_grid_fwd(self, x, t, lv):
+        return hash_grid_encode_torch(x, t.float(), self.spec)
+
+    @torch.enable_grad()  # (backward runs with grad mode off)
+    def hash_grid_bwd_x(self, x, t, g, lv):
+        xx = x.detach().requires_grad_()
+        return torch.autograd.grad(hash_grid_encode_torch(xx, t.float(), self.spec), xx, g)[0]
+
+    @torch.enable_grad()
+    def hash_grid_bwd_table(self, x, g, n_rows, n_features, lv):
+        tt = torch.zeros(n_rows, n_features, requires_grad=True)
+        return torch.autograd.grad(hash_grid_encode_torch(x, tt, self.spec), tt, g)[0]
+
+    def bvh_build(self, v, f):
+        return v, f, torch.zeros(0, dtype=torch.int32)
+
+    def nearest_triangle(self, points, slots, nodes, tris, leaf_face, K, T, sort_by_slot):
+        return nearest_triangle_torch(points, slots, nodes, tris)
+
+    def march_rays(self, o, d, aabb, grid, dt, n_steps):
+        return march_rays_torch(o, d, aabb, grid, dt, n_steps)
+
+    def composite_fwd(self, sig, rgb, t0, t1, ri, R):
+        out = composite_torch(sig, rgb, t0, t1, ri, R)
+        return out["rgb"], out["opacity"], out["depth"], out["weights"], torch.searchsorted(ri, torch.arange(R + 1))
+
+    @torch.enable_grad()
+    def composite_bwd(self, sig, rgb, t0, t1, start, w, g_rgb, g_op, g_depth, g_w):
+        R = start.shape[0] - 1
+        ri = torch.repeat_interleave(torch.arange(R), start.diff())
+        s, c = sig.detach().requires_grad_(), rgb.detach().requires_grad_()
+        out = composite_torch(s, c, t0, t1, ri, R)
+        pairs = [(out[k], g) for k, g in (("rgb", g_rgb), ("opacity", g_op), ("depth", g_depth), ("weights", g_w)) if g is not None]
+        return torch.autograd.grad([o for o, _ in pairs], (s, c), [g for _, g in pairs])
+
+
+def test_wrappers_autograd_plumbing_with_twin_kernels():
+    spec = HashGridSpec(n_levels=3, n_features=2, log2_hashmap_size=8, base_resolution=4, per_level_scale=1.5)
+    ops = CudaOps(TwinKernels(spec))
+    table = torch.randn(spec.n_params, 2, generator=_gen(0)).requires_grad_()
+    x = torch.rand(64, 3, generator=_gen(1)).requires_grad_()
+    g = torch.randn(64, 6, generator=_gen(2))
+    for half in (False, True):
+        ref_t = table.detach().half().float().requires_grad_() if half else table
+        ref = hash_grid_encode_torch(x, ref_t, spec)
+        out = ops.hash_grid_encode(x, table, spec, half=half)
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(torch.autograd.grad(out, (x, table), g), torch.autograd.grad(ref, (x, ref_t), g)):
+            torch.testing.assert_close(a, b)
+    sig, rgb, t0, t1, ri = _packed(50, 3, "cpu")
+    sig.requires_grad_()
+    rgb.requires_grad_()
+    bg = torch.rand(3, generator=_gen(4))
+    for keys in (("rgb",), ("rgb", "opacity", "depth", "weights")):
+        out, ref = ops.composite(sig, rgb, t0, t1, ri, 50, bg), composite_torch(sig, rgb, t0, t1, ri, 50, bg)
+        cot = [torch.randn(ref[k].shape, generator=_gen(5)) for k in keys]
+        for a, b in zip(torch.autograd.grad([out[k] for k in keys], (sig, rgb), cot),
+                        torch.autograd.grad([ref[k] for k in keys], (sig, rgb), cot)):
+            torch.testing.assert_close(a, b)
+    o, d = _rays(40, 6, "cpu")
+    aabb, grid = torch.tensor([-0.7, -0.6, -0.8, 0.65, 0.7, 0.6]), torch.rand(8, 8, 8, generator=_gen(7)) < 0.5
+    for a, b in zip(ops.march_rays(o, d, aabb, grid, 0.01), march_rays_torch(o, d, aabb, grid, 0.01)):
+        assert torch.equal(a, b)
+    verts, faces = _meshes(1, K=2)
+    pts, sl = torch.rand(30, 3, generator=_gen(8)) - 0.5, torch.randint(2, (30,), generator=_gen(9))
+    for a, b in zip(ops.nearest_triangle(pts, sl, verts, faces), nearest_triangle_torch(pts, sl, verts, faces)):
+        assert torch.equal(a, b)
+
+
 def test_precision_options_on_cpu():
     """fp16 table reads round the table (gradient stays float32); bf16 MLPs are CUDA-only."""
     from fastminerf.model.field import RadianceField
