@@ -2,9 +2,28 @@
 
 Install: ``pip install -e .`` (CPU machines take the local torch 2.13.0 CPU build through the
 exact pin below). GPU machines with their own torch: ``pip install --no-deps -e .``.
-The CUDA kernels in csrc/ are compiled lazily on first GPU use, never at import.
+The CUDA kernels in csrc/ are compiled lazily on first GPU use, never at import. To build
+them ahead of time instead (into ``fastminerf._C``), on a machine with nvcc and a CUDA
+torch: ``FASTMINERF_BUILD_CUDA=1 pip install --no-deps --no-build-isolation -e .``.
 """
+import os
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def cuda_extension() -> dict:
+    """ext_modules/cmdclass for the ahead-of-time build, only when FASTMINERF_BUILD_CUDA=1."""
+    if os.environ.get("FASTMINERF_BUILD_CUDA", "0") != "1":
+        return {}
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension  # needs torch at build time
+
+    csrc = Path(__file__).resolve().parent / "csrc"
+    sources = sorted(str(p.relative_to(csrc.parent)) for p in [*csrc.glob("*.cu"), *csrc.glob("*.cpp")])
+    ext = CUDAExtension("fastminerf._C", sources, include_dirs=[str(csrc)],
+                        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]})
+    return {"ext_modules": [ext], "cmdclass": {"build_ext": BuildExtension}}
+
 
 setup(
     name="fastminerf",
@@ -31,4 +50,5 @@ setup(
         "test": ["pytest>=7", "nerfacc==0.5.3"],
     },
     entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
+    **cuda_extension(),
 )

@@ -48,6 +48,8 @@ class ModelConfig:
     grid_log2_size: int = _f(19, "log2 of the per-level table size T")
     grid_base_resolution: int = _f(16, "coarsest grid resolution")
     grid_finest_resolution: int = _f(2048, "finest grid resolution (sets the per-level scale)")
+    grid_precision: str = _f("fp32", "hash-table reads: 'fp32' or 'fp16' (table rounded to float16 when read; stays a float32 parameter, so checkpoints do not change)")
+    mlp_precision: str = _f("fp32", "MLPs: 'fp32' or 'bf16' (CUDA autocast; σ and colours leave in float32)")
     density_hidden: int = _f(64, "width of the density MLP")
     density_layers: int = _f(1, "hidden layers of the density MLP")
     geo_features: int = _f(15, "features passed from the density MLP to the colour MLP")

@@ -22,6 +22,7 @@ from ..data.face_model import MOUTH_REGIONS
 from ..ops.composite import composite
 from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
+from ..ops._backend import ops_backend
 from ..ops.march import march_rays
 from .conditioning import Conditioning
 from .field import RadianceField, positional_encoding
@@ -133,13 +134,16 @@ class Avatar(nn.Module):
 
     Args:
         model_cfg, render_cfg: configuration. info: the training cast's :class:`CastInfo`.
-        backend: "torch" or "cuda" for the ops.
+        backend: "torch", "cuda" or "tcnn" (resolved by ops._backend.resolve_backend). With
+            "tcnn" only the hash encoding runs in tiny-cuda-nn; marching, nearest triangle
+            and compositing use our kernels when they load, else the torch twins.
     """
 
     def __init__(self, model_cfg: ModelConfig, render_cfg: RenderConfig, info: CastInfo, backend: str = "torch"):
         super().__init__()
         mc, rc = model_cfg, render_cfg
         self.mc, self.rc, self.info, self.backend = mc, rc, info, backend
+        self.ops_backend = ops_backend(backend)
         E = info.n_expressions
         d_i = mc.identity_dim or E
         self.identity_codes = nn.Embedding(len(info.names), d_i)
@@ -154,7 +158,7 @@ class Avatar(nn.Module):
         spec = HashGridSpec.from_finest(mc.grid_levels, mc.grid_features, mc.grid_log2_size, mc.grid_base_resolution, mc.grid_finest_resolution)
         self.field = RadianceField(spec, cm if mc.cond_density else 0, (cm + color_latent) if mc.cond_color else 0,
                                    mc.density_hidden, mc.density_layers, mc.geo_features, mc.color_hidden,
-                                   mc.color_layers, mc.sh_degree, backend)
+                                   mc.color_layers, mc.sh_degree, backend, mc.grid_precision, mc.mlp_precision)
         self.color_latent = color_latent
         if mc.residual_offset:
             self.residual = nn.Sequential(nn.Linear(3 + 6 * 4 + cm, 64), nn.ReLU(), nn.Linear(64, 3))
@@ -210,7 +214,7 @@ class Avatar(nn.Module):
 
     # ---------------------------------------------------------------- geometry
     def mesh_set(self, frames: FrameBatch) -> MeshSet:
-        nb = "cuda" if (self.backend == "cuda" and frames.vertices.is_cuda) else "cpu"
+        nb = "cuda" if (self.ops_backend == "cuda" and frames.vertices.is_cuda) else "cpu"
         return MeshSet(frames.vertices, self.faces, frames.keys, backend=nb)
 
     def embed(self, x: torch.Tensor, d: torch.Tensor | None, slots: torch.Tensor, frames: FrameBatch, meshes: MeshSet):
@@ -289,7 +293,7 @@ class Avatar(nn.Module):
         R = origins.shape[0]
         cd, cc, m = self.condition(frames)
         meshes = self.mesh_set(frames)
-        ray_idx, t0, t1 = march_rays(origins, dirs, self.head_aabb, self.occupancy.bitfield, self.dt, backend=self.backend)
+        ray_idx, t0, t1 = march_rays(origins, dirs, self.head_aabb, self.occupancy.bitfield, self.dt, backend=self.ops_backend)
         if self.rc.mesh_depth_cut and self.far_distance is not None and ray_idx.numel():
             # mesh-guided early termination: nothing is visible deeper than the far band
             # behind the first hit of the ray on its frame's (closed) head mesh
@@ -300,7 +304,7 @@ class Avatar(nn.Module):
         s_slot = slots[ray_idx]
         keep, x_c, d_c, face = self.embed(x, dirs[ray_idx], s_slot, frames, meshes)
         sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cd, cc, m)
-        out = composite(sigma, rgb, t0[keep], t1[keep], ray_idx[keep], R, background, backend=self.backend)
+        out = composite(sigma, rgb, t0[keep], t1[keep], ray_idx[keep], R, background, backend=self.ops_backend)
         out["n_samples"] = int(keep.sum())
         out.update(extra)
         return out

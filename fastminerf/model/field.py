@@ -62,17 +62,51 @@ class HashGrid(nn.Module):
     """Hash-grid parameters [P, F] (tcnn layout) and the encode call.
 
     Args:
-        spec: grid geometry. backend: "torch" or "cuda" (see ``fastminerf.ops``).
-    Forward: x [N, 3] in [0, 1]³ → [N, L·F].
+        spec: grid geometry. backend: "torch", "cuda" (csrc kernels) or "tcnn"
+            (tiny-cuda-nn's encoding, reading this same table). precision: "fp32" or
+            "fp16" (the table is read rounded to float16; it stays a float32 parameter).
+    Forward: x [N, 3] in [0, 1]³ → [N, L·F] float32. The state dict holds only ``table``,
+    so a checkpoint loads under any backend.
     """
 
-    def __init__(self, spec: HashGridSpec, backend: str = "torch"):
+    def __init__(self, spec: HashGridSpec, backend: str = "torch", precision: str = "fp32"):
         super().__init__()
-        self.spec, self.backend = spec, backend
+        self.spec, self.backend, self.precision = spec, backend, precision
         self.table = nn.Parameter(torch.empty(spec.n_params, spec.n_features).uniform_(-1e-4, 1e-4))
+        self._tcnn = None  # built on first use; not a submodule (its parameter is our table)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return hash_grid_encode(x, self.table, self.spec, self.backend)
+        if self.backend == "tcnn" and x.is_cuda:
+            return self._tcnn_encode(x)
+        return hash_grid_encode(x, self.table, self.spec, self.backend, self.precision)
+
+    def _tcnn_encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self._tcnn is None:  # kept out of the module tree: no state of its own
+            object.__setattr__(self, "_tcnn", tcnn_encoding(self.spec, x.device))
+        enc = self._tcnn
+        enc.__dict__["params"] = self.table.reshape(-1)  # tcnn's flat layout = our [P, F] row-major
+        return enc(x).float()
+
+
+def tcnn_encoding(spec: HashGridSpec, device):
+    """A tinycudann.Encoding with ``spec``'s geometry whose own parameter is removed (the
+    caller sets ``params`` to its table before each call). Raises ImportError naming the
+    missing extra."""
+    try:
+        import tinycudann as tcnn
+    except ImportError as e:
+        raise ImportError("backend 'tcnn' needs tiny-cuda-nn's torch bindings (pip install "
+                          "git+https://github.com/NVlabs/tiny-cuda-nn#subdirectory=bindings/torch)") from e
+    cfg = {"otype": "HashGrid", "n_levels": spec.n_levels, "n_features_per_level": spec.n_features,
+           "log2_hashmap_size": spec.log2_hashmap_size, "base_resolution": spec.base_resolution,
+           "per_level_scale": float(spec.per_level_scale), "interpolation": "Linear"}
+    with torch.cuda.device(device):
+        enc = tcnn.Encoding(3, cfg)
+    n = enc.params.numel()
+    if n != spec.n_params * spec.n_features:
+        raise RuntimeError(f"tcnn grid has {n} parameters, ours {spec.n_params * spec.n_features}: layouts differ")
+    del enc.params  # drop tcnn's own parameter; ours is set per call
+    return enc
 
 
 def _mlp(i: int, hidden: int, layers: int, o: int) -> nn.Sequential:
@@ -108,7 +142,9 @@ class RadianceField(nn.Module):
     Args:
         spec: hash grid. cond_density_dim / cond_color_dim: conditioning sizes (0 = none).
         density_hidden, density_layers, geo_features, color_hidden, color_layers, sh_degree: MLP shapes.
-        backend: hash-grid backend.
+        backend: hash-grid backend. grid_precision: "fp32" / "fp16" table reads.
+        mlp_precision: "fp32" or "bf16" (the MLPs run under CUDA autocast in bfloat16; σ
+        and colours leave in float32).
     Forward:
         x01 [S, 3] canonical points in [0, 1]³, dirs [S, 3] unit canonical directions,
         cond_density [K, Cd] / cond_color [K, Cc] per-frame conditioning (or None),
@@ -117,24 +153,35 @@ class RadianceField(nn.Module):
 
     def __init__(self, spec: HashGridSpec, cond_density_dim: int, cond_color_dim: int, density_hidden: int = 64,
                  density_layers: int = 1, geo_features: int = 15, color_hidden: int = 64, color_layers: int = 2,
-                 sh_degree: int = 4, backend: str = "torch"):
+                 sh_degree: int = 4, backend: str = "torch", grid_precision: str = "fp32", mlp_precision: str = "fp32"):
         super().__init__()
-        self.grid = HashGrid(spec, backend)
+        if mlp_precision not in ("fp32", "bf16"):
+            raise ValueError(f"mlp_precision must be 'fp32' or 'bf16', got {mlp_precision!r}")
+        self.grid = HashGrid(spec, backend, grid_precision)
+        self.mlp_precision = mlp_precision
         self.sh_degree = sh_degree
         self.density_in = SplitInput(spec.out_dim, cond_density_dim, density_hidden)
         self.density_out = _mlp(density_hidden, density_hidden, density_layers, 1 + geo_features)
         self.color_in = SplitInput(geo_features + sh_degree**2, cond_color_dim, color_hidden)
         self.color_out = _mlp(color_hidden, color_hidden, color_layers, 3)
 
+    def _autocast(self, x: torch.Tensor):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mlp_precision == "bf16" and x.is_cuda)
+
     def density(self, x01, cond_density=None, rows_density=None):
         """σ [S] and geometry features [S, G] of points x01 [S, 3]."""
-        h = self.density_out(self.density_in(self.grid(x01), cond_density, rows_density))
+        feats = self.grid(x01)
+        with self._autocast(x01):
+            h = self.density_out(self.density_in(feats, cond_density, rows_density))
+        h = h.float()
         return trunc_exp(h[:, 0] - 1.0), h[:, 1:]
 
     def forward(self, x01, dirs, cond_density=None, rows_density=None, cond_color=None, rows_color=None):
         sigma, geo = self.density(x01, cond_density, rows_density)
-        h = self.color_in(torch.cat([geo, sh_encode(dirs, self.sh_degree)], -1), cond_color, rows_color)
-        return sigma, torch.sigmoid(self.color_out(h))
+        with self._autocast(x01):
+            h = self.color_in(torch.cat([geo, sh_encode(dirs, self.sh_degree)], -1), cond_color, rows_color)
+            c = self.color_out(h)
+        return sigma, torch.sigmoid(c.float())
 
 
 def positional_encoding(x: torch.Tensor, n_freq: int) -> torch.Tensor:

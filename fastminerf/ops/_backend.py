@@ -72,6 +72,16 @@ def resolve_backend(name: str) -> str:
         raise InputError(None, f"backend 'cuda' requested but unavailable: {_CUDA_ERROR}")
     else:
         chosen = "torch"
-    why = "" if chosen != "torch" or name == "torch" else f" (cuda unavailable: {_CUDA_ERROR})"
+    first = (_CUDA_ERROR.strip().splitlines() or [""])[0]  # one line; the full build log is in the cuda_ops() error
+    why = "" if chosen != "torch" or name == "torch" else f" (cuda unavailable: {first})"
     log.info("backend: %s%s", chosen, why)
     return chosen
+
+
+def ops_backend(backend: str) -> str:
+    """Backend of the non-encoding ops (marching, nearest triangle, compositing) for a
+    resolved model backend: tcnn only encodes, so its other ops use our kernels when they
+    load, else the torch twins."""
+    if backend == "tcnn":
+        return "cuda" if cuda_available() else "torch"
+    return backend

@@ -240,12 +240,14 @@ class MeshSet:
         faces: [T, 3] int64.
         keys: optional K hashable ids (e.g. ("cast-id", global frame)) under which the
             acceleration structures of static meshes are cached across steps.
-        backend: "torch" (brute force; tests only), "cpu" (warp BVH) or "cuda" (csrc kernel).
+        backend: "torch" (brute force; tests only), "cpu" (warp BVH) or "cuda" (csrc LBVH,
+            built on the GPU on the first query and reused by later ones).
     """
 
     def __init__(self, vertices: torch.Tensor, faces: torch.Tensor, keys: list | None = None, backend: str = "cpu"):
         self.vertices, self.faces, self.keys, self.backend = vertices, faces, keys, backend
         self._warp = None
+        self._bvh = None
 
     def nearest(self, points: torch.Tensor, slots: torch.Tensor, max_dist: float = 1e6):
         """Nearest triangle of each point's mesh: points [N, 3], slots [N] → face [N] int64,
@@ -256,7 +258,10 @@ class MeshSet:
         if self.backend == "cuda":
             from ._backend import cuda_ops
 
-            return cuda_ops().nearest_triangle(points, slots, self.vertices, self.faces)
+            ops = cuda_ops()
+            if self._bvh is None:  # built on the GPU once per MeshSet (~1 ms for 128 meshes of 10k faces)
+                self._bvh = ops.build_bvh(self.vertices, self.faces)
+            return ops.nearest_triangle(points, slots, self.vertices, self.faces, bvh=self._bvh)
         return self._nearest_warp(points, slots, max_dist)
 
     def first_hit(self, origins: torch.Tensor, dirs: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -267,7 +272,10 @@ class MeshSet:
         if self.backend == "cuda":
             from ._backend import cuda_ops
 
-            return cuda_ops().first_hit(origins, dirs, slots, self.vertices, self.faces)
+            ops = cuda_ops()
+            if self._bvh is None:
+                self._bvh = ops.build_bvh(self.vertices, self.faces)
+            return ops.first_hit(origins, dirs, slots, self.vertices, self.faces, bvh=self._bvh)
         wp = self._warp_meshes()
         R = origins.shape[0]
         t = wp.empty(R, dtype=wp.float32, device="cpu")

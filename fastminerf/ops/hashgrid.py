@@ -28,6 +28,7 @@ import torch
 
 PRIMES = (1, 2654435761, 805459861)
 _MASK32 = 0xFFFFFFFF
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,20 @@ def hash_grid_encode_torch(x: torch.Tensor, table: torch.Tensor, spec: HashGridS
     return _HashGridTorch.apply(x.contiguous(), table, spec)
 
 
-def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, spec: HashGridSpec, backend: str = "torch") -> torch.Tensor:
-    """Encode positions. x [N, 3] in [0, 1]³ (float32), table [P, F] → [N, L·F].
+def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, spec: HashGridSpec, backend: str = "torch",
+                     precision: str = "fp32") -> torch.Tensor:
+    """Encode positions. x [N, 3] in [0, 1]³ (float32), table [P, F] → [N, L·F] float32.
 
     ``backend`` is "torch" (reference, any device) or "cuda" (csrc kernel on CUDA tensors).
+    ``precision`` "fp16" reads the table rounded to float16 (the float32 table stays the
+    parameter and receives float32 gradients); "fp32" reads it as is.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"hash-grid precision must be one of {PRECISIONS}, got {precision!r}")
     if backend == "cuda" and x.is_cuda:
         from ._backend import cuda_ops
 
-        return cuda_ops().hash_grid_encode(x, table, spec)
+        return cuda_ops().hash_grid_encode(x, table, spec, half=precision == "fp16")
+    if precision == "fp16":  # same rounding, straight-through float32 gradient
+        table = table + (table.detach().half().float() - table.detach())
     return hash_grid_encode_torch(x, table, spec)

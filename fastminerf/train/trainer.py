@@ -97,6 +97,7 @@ class Trainer:
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
                                   device=self.device, seed=tc.seed)
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
+        self._gpu_vertices = self._vertex_cache(cast)
         self.opt = make_optimizer(self.avatar, cfg)
         self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio)
         self.step = 0
@@ -119,12 +120,22 @@ class Trainer:
         a.occupancy.init_from_meshes(v, a.far_distance, self.cfg.render.occupancy_init_band * a.canonical_diag,
                                      init_density=2 * a.occupancy_sigma_threshold)
 
+    GPU_VERTEX_CACHE_BYTES = 1 << 30
+
+    def _vertex_cache(self, cast: Cast) -> torch.Tensor | None:
+        """All frames' vertices [NF, V, 3] on the GPU when they fit in 1 GiB (a step then
+        gathers its K meshes on the device instead of copying them from host memory)."""
+        if self.device.type != "cuda" or cast.n_frames * cast.canonical.shape[0] * 12 > self.GPU_VERTEX_CACHE_BYTES:
+            return None
+        return torch.from_numpy(cast.vertices(np.arange(cast.n_frames))).to(self.device)
+
     def frame_batch(self, frames: torch.Tensor, own_latents: bool = True) -> FrameBatch:
         """FrameBatch of global training frames [K] (latent codes with gradients)."""
         f = frames.cpu().numpy()
         dev = self.device
+        cached = self._gpu_vertices
         return FrameBatch(
-            vertices=torch.from_numpy(self.cast.vertices(f)).to(dev),
+            vertices=cached[frames.to(dev)] if cached is not None else torch.from_numpy(self.cast.vertices(f)).to(dev),
             expression=torch.from_numpy(self.cast.expressions[f]).to(dev),
             identity=torch.from_numpy(self.cast.frame_identity[f]).to(dev),
             latent=self.avatar.frame_latents(frames.to(dev)),
