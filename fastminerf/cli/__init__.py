@@ -15,6 +15,7 @@ from ..errors import InputError
 #: subcommand modules, in the order ``fastminerf --help`` lists them
 COMMANDS = [
     "synth",
+    "preprocess",
 ]
 
 
@@ -22,7 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastminerf", description="One hash-grid radiance field for many people.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue  # subcommand not in this checkout (branches land one by one)
+        module.register(sub)
     return parser
 
 
