@@ -57,9 +57,11 @@ def kept_table(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
 def save_table(ict_vertex: np.ndarray, weight: np.ndarray, notes: dict, path: Path | None = None) -> None:
     """Write the table (temp file, then rename)."""
     path = Path(path or TABLE_PATH)
-    d = {**notes, "ict_vertex": [int(x) for x in ict_vertex], "weight": [round(float(x), 3) for x in weight]}
+    head = json.dumps(notes, indent=1)[:-2]  # notes, then the two arrays on one line each
+    text = (f"{head},\n \"ict_vertex\": {json.dumps([int(x) for x in ict_vertex])},\n"
+            f" \"weight\": {json.dumps([round(float(x), 3) for x in weight])}\n}}\n")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(d, indent=1))
+    tmp.write_text(text)
     tmp.replace(path)
 
 

@@ -128,7 +128,7 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
                             extra={"source_video": path.name, "crop_box": [box.x0, box.y0, box.side],
                                    "source_size": [W, H], "identity_coefficients": [round(float(x), 5) for x in res.identity]})
     try:
-        tiles = _write_frames(writer, info, box, lm_all, res, model, poses, K)
+        tiles = _write_frames(writer, info, box, lm_all, res, model, canonical, poses, K)
         times["crop_matte_write"] = time.perf_counter() - t1
         has_audio = video.extract_audio(info, writer.tmp / "audio.wav")
         fh = face_height(lm_all)
@@ -161,7 +161,7 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
     return target
 
 
-def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, poses, K) -> list:
+def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, canonical, poses, K) -> list:
     """Second pass: crop, matte, add every frame; returns the QA tiles."""
     from .masks import HeadMatte
 
@@ -176,7 +176,7 @@ def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: Fi
             rgb = box.apply(frame)
             alpha = matte(rgb, lm_crop[i])
             rgba = np.concatenate([rgb, alpha[..., None]], -1)
-            verts = model.mesh(res.identity, res.expression[i])
+            verts = canonical + np.tensordot(res.expression[i], model.expression_basis, 1)  # [V, 3]
             writer.add(i, rgba, c2w, poses[i], verts, res.expression[i])
             if i in pick:
                 cam = verts @ poses[i, :3, :3].T + poses[i, :3, 3]
