@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_ict(args.face_model)
     opt = PreprocessOptions(size=args.size, landmarker=args.landmarker, max_frames=args.max_frames,
                             overwrite=args.overwrite, write_meshes=not args.no_meshes)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     for v, n in zip(videos, names):
         preprocess_video(v, args.out, model, name=n, options=opt)
     return 0

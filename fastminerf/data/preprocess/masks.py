@@ -16,7 +16,7 @@ from .tracking import import_mediapipe
 class HeadMatte:
     """Stateful segmenter (one MediaPipe graph for the clip); use as a context manager."""
 
-    def __init__(self, neck: float = 0.35):
+    def __init__(self, neck: float = 0.25):
         mp = import_mediapipe()
         self.seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         self.neck = neck
@@ -33,7 +33,7 @@ class HeadMatte:
         return head_alpha(conf, landmarks, self.neck)
 
 
-def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.35, neck_width: float = 0.36,
+def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.25, neck_width: float = 0.3,
                jaw: float = 0.2) -> np.ndarray:
     """Person confidence [H, W] float + landmarks [478, 2] → head-and-neck alpha [H, W] uint8.
 

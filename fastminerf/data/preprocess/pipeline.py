@@ -21,7 +21,7 @@ from .fitting import FitConfig, FitResult, fit_clip
 from .framing import crop_box, face_height
 
 MIN_FACE_FRACTION = 0.5
-QA_TILES = 12
+QA_FRAMES = 8  # frames on the contact sheet (two tiles each)
 
 
 @dataclass
@@ -162,27 +162,37 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
 
 
 def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, canonical, poses, K) -> list:
-    """Second pass: crop, matte, add every frame; returns the QA tiles."""
+    """Second pass: crop, matte, add every frame; returns the QA tiles.
+
+    PNG/OBJ encoding runs in one background thread (zlib and file I/O release the GIL) while
+    the main thread decodes and segments the next frames.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from .masks import HeadMatte
 
     F = info.n_frames
-    pick = set(np.linspace(0, F - 1, min(QA_TILES, F)).round().astype(int).tolist())
+    pick = set(np.linspace(0, F - 1, min(QA_FRAMES, F)).round().astype(int).tolist())
     lm_crop = box.points(lm_all)
     proj_crop = box.points(res.projected)
     c2w = np.eye(4, dtype=np.float32)
-    tiles = []
-    with HeadMatte() as matte:
+    tiles, pending = [], []
+    with HeadMatte() as matte, ThreadPoolExecutor(max_workers=1) as pool:
         for i, frame in enumerate(video.frames(info)):
             rgb = box.apply(frame)
             alpha = matte(rgb, lm_crop[i])
             rgba = np.concatenate([rgb, alpha[..., None]], -1)
             verts = canonical + np.tensordot(res.expression[i], model.expression_basis, 1)  # [V, 3]
-            writer.add(i, rgba, c2w, poses[i], verts, res.expression[i])
+            pending.append(pool.submit(writer.add, i, rgba, c2w, poses[i], verts, res.expression[i]))
+            if len(pending) > 4:
+                pending.pop(0).result()  # bounded queue; re-raises a writer error here
             if i in pick:
                 cam = verts @ poses[i, :3, :3].T + poses[i, :3, 3]
                 shaded = qa.render_mesh(rgb, cam, model.faces, K)
                 shaded = qa.draw_points(qa.draw_points(shaded, lm_crop[i], (0, 255, 0)), proj_crop[i], (255, 0, 0))
                 tiles += [qa.checker_composite(rgba), shaded]
+        for p in pending:
+            p.result()
     return tiles
 
 

@@ -51,7 +51,7 @@ def render_mesh(image: np.ndarray, verts_cam: np.ndarray, faces: np.ndarray, K: 
     mask = np.zeros(image.shape[:2], np.uint8)
     pts = np.round(uv[faces] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
     for t in order:
-        cv2.fillConvexPoly(layer, pts[t], col[t].tolist(), lineType=cv2.LINE_AA, shift=2)
+        cv2.fillConvexPoly(layer, pts[t], col[t].tolist(), shift=2)
         cv2.fillConvexPoly(mask, pts[t], 255, shift=2)
     m = (mask[..., None] > 0) * alpha
     return (image * (1 - m) + layer * m).astype(np.uint8)

@@ -21,7 +21,11 @@ EXTRA = "preprocess"
 
 
 def import_mediapipe():
-    """``mediapipe`` or an ImportError naming the extra to install."""
+    """``mediapipe`` or an ImportError naming the extra to install (its C++ logging muted)."""
+    import os
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import mediapipe as mp
     except ImportError as e:
