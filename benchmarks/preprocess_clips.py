@@ -3,7 +3,7 @@
     python benchmarks/preprocess_clips.py [--size 512] [--keep DIR]
 
 Writes ``benchmarks/results/preprocess_clips.md`` (the table in docs/preprocess.md) and
-``.json`` (written to temporary names, then renamed: never half-written). Identities go to
+``.json`` (``preprocess_clips_facemesh.*`` with ``--no-landmarker``) (written to temporary names, then renamed: never half-written). Identities go to
 a temporary folder that is deleted at the end unless ``--keep DIR`` is given (the people
 in the clips did not license their footage: keep renders out of the repository).
 """
@@ -74,8 +74,9 @@ def main(argv=None) -> int:
                   f"(decode, track, fit, crop, matte, write PNG + OBJ + cache, QA). "
                   f"Worst median error {max(r['error_pct_median'] for r in rows):.2f}% of face height."]
     a.results.mkdir(parents=True, exist_ok=True)
-    for name, text in (("preprocess_clips.md", "\n".join(lines) + "\n"),
-                       ("preprocess_clips.json", json.dumps({"machine": machine, "command": cmd, "rows": rows}, indent=1))):
+    stem = "preprocess_clips" + ("" if landmarker else "_facemesh")
+    for name, text in ((f"{stem}.md", "\n".join(lines) + "\n"),
+                       (f"{stem}.json", json.dumps({"machine": machine, "command": cmd, "rows": rows}, indent=1))):
         tmp = a.results / (name + ".tmp")
         tmp.write_text(text)
         tmp.replace(a.results / name)
