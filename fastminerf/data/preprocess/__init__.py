@@ -4,7 +4,8 @@ Stages, one module each (read top to bottom):
     face_model_ict  ICT-FaceKit → FaceModel (+ .npz cache); regions: INSTA region ids
     video           decode frames, fps, audio.wav
     tracking        MediaPipe: 478 landmarks (+ ARKit scores, head transform) per frame
-    correspondence  MediaPipe landmark ↔ ICT vertex table (shipped, frozen)
+    correspondence  MediaPipe landmark ↔ ICT vertex table (mediapipe_ict.json, frozen;
+                    derive_correspondence rebuilds it)
     fitting         robust least squares of identity, expressions, poses, focal (torch)
     framing         one square head-centred crop box for the clip, intrinsics
     masks           selfie segmentation restricted to head and neck → alpha

@@ -99,6 +99,126 @@ def project(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, f: torch.Ten
     return f * cam[..., :2] / z + c
 
 
+class ClipObjective:
+    """The clip's unknowns (torch leaves) and its loss; see the module docstring.
+
+    Built by :func:`fit_clip`; ``forward()`` gives the projected landmarks [F, L, 2].
+    """
+
+    def __init__(self, landmarks, valid, weights, template, identity_basis, expression_basis, image_size,
+                 fps, cfg: "FitConfig", init_expression=None, init_rotation=None, focal_init=None, identity=None):
+        dt = torch.float32
+        F, L = landmarks.shape[:2]
+        W, H = image_size
+        self.F, self.L, self.cfg = F, L, cfg
+        self.lm = torch.as_tensor(np.nan_to_num(np.asarray(landmarks, np.float32)[..., :2]))  # [F, L, 2]
+        valid_t = torch.as_tensor(np.asarray(valid, bool)).to(dt)
+        self.w = torch.as_tensor(np.asarray(weights, np.float32))[None] * valid_t[:, None]  # [F, L]
+        self.Tm = torch.as_tensor(template, dtype=dt).reshape(1, -1)  # [1, L*3]
+        self.Bi = torch.as_tensor(identity_basis, dtype=dt).reshape(len(identity_basis), -1)  # [Ki, L*3]
+        self.Be = torch.as_tensor(expression_basis, dtype=dt).reshape(len(expression_basis), -1)  # [E, L*3]
+        self.c = torch.tensor([W / 2.0, H / 2.0], dtype=dt)
+        # the unit of the error: the median vertical landmark spread (≈ face height) in pixels
+        spread = np.nanmax(landmarks[..., 1], 1) - np.nanmin(landmarks[..., 1], 1)
+        self.scale = float(np.nanmedian(spread[valid])) if valid.any() else float(H)
+        self.log_f0 = math.log(float(focal_init or 1.5 * max(W, H)))
+        self.tscale = 30.0 / max(fps, 1.0)  # smoothing terms are per 1/30 s
+
+        rot0 = np.zeros((F, 3), np.float32) if init_rotation is None else \
+            matrix_to_axis_angle(np.einsum("ij,fjk->fik", R0.numpy().T, init_rotation)).astype(np.float32)
+        e0 = np.zeros((F, self.Be.shape[0]), np.float32) if init_expression is None else np.clip(init_expression, 0, 1)
+        self.e_init = torch.as_tensor(np.nan_to_num(e0), dtype=dt)
+        self.fixed_identity = identity is not None
+        self.identity = torch.as_tensor(identity, dtype=dt) if identity is not None else \
+            torch.zeros(self.Bi.shape[0], dtype=dt, requires_grad=True)
+        self.expression = self.e_init.clone().requires_grad_(True)
+        self.rotation = torch.as_tensor(rot0, dtype=dt).requires_grad_(True)
+        self.translation = torch.as_tensor(
+            _initial_translation(landmarks, valid, template, math.exp(self.log_f0), self.scale, W, H), dtype=dt
+        ).requires_grad_(True)
+        self.log_focal = torch.tensor(self.log_f0, dtype=dt, requires_grad=True)
+
+    def rigid_params(self) -> list[torch.Tensor]:
+        return [self.rotation, self.translation, self.log_focal]
+
+    def all_params(self) -> list[torch.Tensor]:
+        return self.rigid_params() + [self.expression] + ([] if self.fixed_identity else [self.identity])
+
+    def rotations(self) -> torch.Tensor:
+        """[F, 3, 3] head-to-camera rotations."""
+        return R0 @ axis_angle_to_matrix(self.rotation)
+
+    def forward(self) -> torch.Tensor:
+        """[F, L, 2] projected model landmarks (pixels)."""
+        e = self.expression.clamp(0.0, 1.0)  # a no-op after Adam's projection; keeps L-BFGS in range
+        pts = (self.Tm + self.identity[None] @ self.Bi + e @ self.Be).reshape(self.F, self.L, 3)
+        return project(pts, self.rotations(), self.translation, torch.exp(self.log_focal), self.c)
+
+    def loss(self, full: bool) -> torch.Tensor:
+        """Data + smoothing + priors; ``full=False`` leaves out the shape terms (rigid stage)."""
+        cfg, ts = self.cfg, self.tscale
+        r = ((self.forward() - self.lm) ** 2).sum(-1) / self.scale ** 2  # [F, L] squared error, face heights
+        d = cfg.huber
+        data = (self.w * d * d * (torch.sqrt(1 + r / (d * d)) - 1)).sum() / self.w.sum().clamp_min(1e-6)
+        loss = 1e3 * data + cfg.w_focal * (self.log_focal - self.log_f0) ** 2
+        if self.F > 2:
+            loss = loss + cfg.w_smooth_rot / ts ** 2 * _second_diff(self.rotation)
+            loss = loss + cfg.w_smooth_trans / ts ** 2 * _second_diff(self.translation)
+        if full:
+            loss = loss + cfg.w_identity * (self.identity ** 2).sum()
+            loss = loss + cfg.w_expression * self.expression.sum(-1).mean()
+            if self.F > 1:
+                loss = loss + cfg.w_smooth_exp / ts * ((self.expression[1:] - self.expression[:-1]) ** 2).sum(-1).mean()
+            if cfg.w_init_exp > 0:
+                loss = loss + cfg.w_init_exp * ((self.expression - self.e_init) ** 2).sum(-1).mean()
+        return loss
+
+    def project_expressions(self) -> None:
+        with torch.no_grad():
+            self.expression.clamp_(0.0, 1.0)
+
+
+def _second_diff(x: torch.Tensor) -> torch.Tensor:
+    """mean over t of ||x[t+1] − 2 x[t] + x[t−1]||², x [F, D]."""
+    return ((x[2:] - 2 * x[1:-1] + x[:-2]) ** 2).sum(-1).mean()
+
+
+def _initial_translation(landmarks, valid, template, focal, scale, W, H) -> np.ndarray:
+    """[F, 3] camera-space translations: depth from the face size, x/y from the landmark centroid."""
+    F = landmarks.shape[0]
+    depth = focal * float(np.ptp(template[:, 1])) / max(scale, 1.0)
+    cen = _fill(np.where(valid[:, None], np.nanmean(landmarks[..., :2], 1), np.nan), valid)
+    mc = template.mean(0)  # head-space centre; R0 flips y and z
+    return np.stack([(cen[:, 0] - W / 2) * depth / focal - mc[0],
+                     (cen[:, 1] - H / 2) * depth / focal + mc[1],
+                     np.full(F, depth + mc[2])], 1).astype(np.float32)
+
+
+def _adam(obj: ClipObjective, params, steps: int, full: bool, lr: float) -> None:
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        obj.loss(full).backward()
+        opt.step()
+        sched.step()
+        obj.project_expressions()
+
+
+def _lbfgs(obj: ClipObjective, params, steps: int) -> None:
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = obj.loss(True)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    obj.project_expressions()
+
+
 def fit_clip(
     landmarks: np.ndarray,
     valid: np.ndarray,
@@ -132,118 +252,31 @@ def fit_clip(
         FitResult.
     """
     cfg = config or FitConfig()
-    dt = torch.float32
-    F, L = landmarks.shape[:2]
-    W, H = image_size
-    valid_t = torch.as_tensor(np.asarray(valid, bool))
-    lm = torch.as_tensor(np.nan_to_num(np.asarray(landmarks, np.float32)[..., :2]))
-    w = torch.as_tensor(np.asarray(weights, np.float32))[None] * valid_t[:, None].to(dt)  # [F, L]
-    Tm = torch.as_tensor(template, dtype=dt)
-    Bi = torch.as_tensor(identity_basis, dtype=dt).reshape(len(identity_basis), -1)  # [Ki, L*3]
-    Be = torch.as_tensor(expression_basis, dtype=dt).reshape(len(expression_basis), -1)  # [E, L*3]
-    c = torch.tensor([W / 2.0, H / 2.0], dtype=dt)
-
-    # face height in pixels per frame (landmark spread), the unit of the error
-    spread = np.nanmax(landmarks[..., 1], 1) - np.nanmin(landmarks[..., 1], 1)
-    scale = float(np.nanmedian(spread[valid])) if valid.any() else float(H)
-    f0 = float(focal_init or 1.5 * max(W, H))
-    model_h = float(template[:, 1].max() - template[:, 1].min())
-    depth0 = f0 * model_h / max(scale, 1.0)
-
-    # translation init: depth from size, x/y from the landmark centroid
-    cen = np.where(valid[:, None], np.nanmean(landmarks[..., :2], 1), np.nan)
-    cen = _fill(cen, valid)
-    model_c = template.mean(0)
-    trans0 = np.stack([(cen[:, 0] - W / 2) * depth0 / f0 - model_c[0],
-                       (cen[:, 1] - H / 2) * depth0 / f0 + model_c[1],
-                       np.full(F, depth0 + model_c[2])], 1)
-    rot0 = np.zeros((F, 3), np.float32) if init_rotation is None else \
-        matrix_to_axis_angle(np.einsum("ij,fjk->fik", R0.numpy().T, init_rotation)).astype(np.float32)
-
-    p_id = torch.zeros(Bi.shape[0], dtype=dt, requires_grad=identity is None)
-    if identity is not None:
-        p_id = torch.as_tensor(identity, dtype=dt)
-    e0 = np.zeros((F, Be.shape[0]), np.float32) if init_expression is None else np.clip(init_expression, 0, 1)
-    e_init = torch.as_tensor(np.nan_to_num(e0), dtype=dt)
-    p_exp = e_init.clone().requires_grad_(True)
-    p_rot = torch.as_tensor(rot0, dtype=dt).requires_grad_(True)
-    p_tr = torch.as_tensor(trans0, dtype=dt).requires_grad_(True)
-    p_lf = torch.tensor(math.log(f0), dtype=dt, requires_grad=True)
-    tscale = (30.0 / max(fps, 1.0))  # smoothing terms are per 1/30 s
-
-    def forward():
-        e = p_exp.clamp(0.0, 1.0)  # a no-op for Adam (projected); keeps L-BFGS in range
-        pts = (Tm.reshape(1, -1) + p_id[None] @ Bi + e @ Be).reshape(F, L, 3)
-        R = R0 @ axis_angle_to_matrix(p_rot)
-        return project(pts, R, p_tr, torch.exp(p_lf), c)
-
-    def loss_fn(full: bool):
-        proj = forward()
-        r = ((proj - lm) ** 2).sum(-1) / scale ** 2  # [F, L] squared error in face heights
-        d = cfg.huber
-        data = (w * d * d * (torch.sqrt(1 + r / (d * d)) - 1)).sum() / w.sum().clamp_min(1e-6)
-        loss = data * 1e3
-        if F > 2:
-            loss = loss + cfg.w_smooth_rot / tscale ** 2 * ((p_rot[2:] - 2 * p_rot[1:-1] + p_rot[:-2]) ** 2).sum(-1).mean()
-            loss = loss + cfg.w_smooth_trans / tscale ** 2 * ((p_tr[2:] - 2 * p_tr[1:-1] + p_tr[:-2]) ** 2).sum(-1).mean()
-        loss = loss + cfg.w_focal * (p_lf - math.log(f0)) ** 2
-        if full:
-            loss = loss + cfg.w_identity * (p_id ** 2).sum()
-            loss = loss + cfg.w_expression * p_exp.sum(-1).mean()
-            if F > 1:
-                loss = loss + cfg.w_smooth_exp / tscale * ((p_exp[1:] - p_exp[:-1]) ** 2).sum(-1).mean()
-            if cfg.w_init_exp > 0:
-                loss = loss + cfg.w_init_exp * ((p_exp - e_init) ** 2).sum(-1).mean()
-        return loss
-
-    def run(params, steps, full, lr):
-        opt = torch.optim.Adam(params, lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss_fn(full).backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                p_exp.clamp_(0.0, 1.0)
-
-    def refine(params, steps):
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-12, tolerance_change=1e-14)
-
-        def closure():
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(True)
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            p_exp.clamp_(0.0, 1.0)
-
+    obj = ClipObjective(landmarks, valid, weights, template, identity_basis, expression_basis, image_size, fps, cfg,
+                        init_expression, init_rotation, focal_init, identity)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        run([p_rot, p_tr, p_lf], cfg.rigid_steps, False, cfg.lr)
-        params = [p_rot, p_tr, p_lf, p_exp] + ([p_id] if identity is None else [])
-        run(params, cfg.steps, True, cfg.lr)
+        _adam(obj, obj.rigid_params(), cfg.rigid_steps, False, cfg.lr)
+        _adam(obj, obj.all_params(), cfg.steps, True, cfg.lr)
         if cfg.lbfgs_steps > 0:
-            refine(params, cfg.lbfgs_steps)
+            _lbfgs(obj, obj.all_params(), cfg.lbfgs_steps)
     finally:
         torch.set_num_threads(threads)
 
     with torch.no_grad():
-        proj = forward()
-        err = torch.linalg.norm(proj - lm, dim=-1)  # [F, L]
+        proj = obj.forward()
+        err = torch.linalg.norm(proj - obj.lm, dim=-1)  # [F, L]
         used = torch.as_tensor(np.asarray(weights) > 0)
         err_f = err[:, used].mean(1).numpy()
-        R = (R0 @ axis_angle_to_matrix(p_rot)).numpy()
+        R = obj.rotations().numpy()
+    W, H = image_size
     return FitResult(
-        identity=p_id.detach().numpy().astype(np.float32),
-        expression=p_exp.detach().numpy().astype(np.float32),
+        identity=obj.identity.detach().numpy().astype(np.float32),
+        expression=obj.expression.detach().numpy().astype(np.float32),
         rotation=R.astype(np.float32),
-        translation=p_tr.detach().numpy().astype(np.float32),
-        focal=float(torch.exp(p_lf.detach())),
+        translation=obj.translation.detach().numpy().astype(np.float32),
+        focal=float(torch.exp(obj.log_focal.detach())),
         principal=(W / 2.0, H / 2.0),
         projected=proj.numpy().astype(np.float32),
         error_px=np.where(valid, err_f, np.nan).astype(np.float32),
