@@ -14,7 +14,9 @@ from ..errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="monocular video(s) → identity folder(s) (MediaPipe + ICT-FaceKit fit)",
-                       description=__doc__.splitlines()[0])
+                       description="Real talking-head videos → trainable identities, offline: MediaPipe tracking, "
+                                   "a batched ICT-FaceKit fit, a head-centred crop, a head-and-neck matte, audio.wav, "
+                                   "and QA in <identity>/qa/.")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="talking-head clip(s), ≥ 1 s, one person each")
     p.add_argument("--out", required=True, metavar="DIR", help="folder that receives one identity folder per video")
     p.add_argument("--name", help="identity name (only with one video; default: the video's file stem)")
