@@ -268,7 +268,36 @@ def test_real_clip_end_to_end(tmp_path, ict_dir, ict_cache, monkeypatch):
     assert qa["frames"] == 38 and qa["error_pct_median"] < 2.0
     assert (out / "d12" / "qa" / "contact_sheet.png").is_file() and (out / "d12" / "qa" / "reprojection.csv").is_file()
     assert (out / "d12" / "audio.wav").is_file()
+    from fastminerf.data.layout import read_seg
+
+    seg = read_seg(d, 0)
+    assert seg is not None and seg.shape == (256, 256)
+    assert {0, 250, 130, 120}.issubset(set(np.unique(seg).tolist()))
+    assert (seg[a < 128] == 0).all()
     assert [p.name for p in out.iterdir()] == ["d12"]
+
+
+def test_segmentation_contours():
+    """Edge sets → closed contours; a synthetic face gives the expected classes."""
+    from fastminerf.data.preprocess.segmentation import FaceParts, cycles, seg_mask
+
+    loops = cycles([(0, 1), (1, 2), (2, 0), (5, 6), (6, 7), (7, 8), (8, 5)])
+    assert sorted(len(l) for l in loops) == [3, 4]
+    # a frontal "face": oval circle, lips ring below the centre, mouth corners 61/291
+    lm = np.zeros((478, 2), np.float32)
+    t = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    lm[:36] = np.stack([64 + 40 * np.cos(t), 64 + 50 * np.sin(t)], 1)
+    u = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    lm[36:56] = np.stack([64 + 16 * np.cos(u), 90 + 6 * np.sin(u)], 1)  # outer lip contour
+    lm[56:60] = [[58, 88], [70, 88], [70, 92], [58, 92]]  # inner lip contour (open mouth)
+    lm[100:103] = [[60, 60], [68, 60], [64, 70]]  # nose
+    lm[61], lm[291], lm[10], lm[152] = (48, 90), (80, 90), (64, 14), (64, 114)
+    parts = FaceParts(oval=np.arange(36), lips_outer=np.arange(36, 56), lips_inner=np.arange(56, 60),
+                      eyes=[], brows=[], nose=np.arange(100, 103))
+    seg = seg_mask(np.full((128, 128), 255, np.uint8), lm, parts)
+    assert seg[86, 64] == 130 and seg[94, 64] == 120 and seg[90, 64] == 140  # upper lip, lower lip, mouth
+    assert seg[63, 64] == 150
+    assert seg[64, 30] == 250 and seg[127, 64] == 110 and seg[2, 2] == 80
 
 
 def test_cli_never_imports_mediapipe():

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=512, help="side of the square output crop in pixels (default 512)")
     p.add_argument("--max-frames", type=int, metavar="N", help="only the first N frames of each video")
     p.add_argument("--no-meshes", action="store_true", help="do not write meshes/NNNNN.obj (the cache keeps the vertices)")
+    p.add_argument("--no-seg", action="store_true", help="do not write seg_mask/NNNNN.png (INSTA region ids)")
     p.add_argument("--overwrite", action="store_true", help="replace existing identity folders")
     p.set_defaults(func=run)
 
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_ict(args.face_model)
     opt = PreprocessOptions(size=args.size, landmarker=args.landmarker, max_frames=args.max_frames,
-                            overwrite=args.overwrite, write_meshes=not args.no_meshes)
+                            overwrite=args.overwrite, write_meshes=not args.no_meshes,
+                            write_seg=not args.no_seg)
     for v, n in zip(videos, names):
         preprocess_video(v, args.out, model, name=n, options=opt)
     return 0

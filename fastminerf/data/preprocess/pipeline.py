@@ -33,6 +33,7 @@ class PreprocessOptions:
     max_frames: int | None = None     # only the first N frames
     overwrite: bool = False
     write_meshes: bool = True         # meshes/NNNNN.obj per frame (INSTA tools read them)
+    write_seg: bool = True            # seg_mask/NNNNN.png with INSTA region ids
     train_fraction: float = 0.9
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -128,7 +129,7 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
                             extra={"source_video": path.name, "crop_box": [box.x0, box.y0, box.side],
                                    "source_size": [W, H], "identity_coefficients": [round(float(x), 5) for x in res.identity]})
     try:
-        tiles = _write_frames(writer, info, box, lm_all, res, model, canonical, poses, K)
+        tiles = _write_frames(writer, info, box, lm_all, res, model, canonical, poses, K, opt.write_seg)
         times["crop_matte_write"] = time.perf_counter() - t1
         has_audio = video.extract_audio(info, writer.tmp / "audio.wav")
         fh = face_height(lm_all)
@@ -161,7 +162,8 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
     return target
 
 
-def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, canonical, poses, K) -> list:
+def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, canonical, poses, K,
+                  write_seg: bool = True) -> list:
     """Second pass: crop, matte, add every frame; returns the QA tiles.
 
     PNG/OBJ encoding runs in one background thread (zlib and file I/O release the GIL) while
@@ -170,6 +172,7 @@ def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: Fi
     from concurrent.futures import ThreadPoolExecutor
 
     from .masks import HeadMatte
+    from .segmentation import FaceParts, seg_mask
 
     F = info.n_frames
     pick = set(np.linspace(0, F - 1, min(QA_FRAMES, F)).round().astype(int).tolist())
@@ -177,20 +180,23 @@ def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: Fi
     proj_crop = box.points(res.projected)
     c2w = np.eye(4, dtype=np.float32)
     tiles, pending = [], []
+    parts = FaceParts.from_mediapipe() if write_seg else None
     with HeadMatte() as matte, ThreadPoolExecutor(max_workers=1) as pool:
         for i, frame in enumerate(video.frames(info)):
             rgb = box.apply(frame)
             alpha = matte(rgb, lm_crop[i])
             rgba = np.concatenate([rgb, alpha[..., None]], -1)
             verts = canonical + np.tensordot(res.expression[i], model.expression_basis, 1)  # [V, 3]
-            pending.append(pool.submit(writer.add, i, rgba, c2w, poses[i], verts, res.expression[i]))
+            seg = seg_mask(alpha, lm_crop[i], parts) if parts is not None else None
+            pending.append(pool.submit(writer.add, i, rgba, c2w, poses[i], verts, res.expression[i], seg))
             if len(pending) > 4:
                 pending.pop(0).result()  # bounded queue; re-raises a writer error here
             if i in pick:
                 cam = verts @ poses[i, :3, :3].T + poses[i, :3, 3]
                 shaded = qa.render_mesh(rgb, cam, model.faces, K)
                 shaded = qa.draw_points(qa.draw_points(shaded, lm_crop[i], (0, 255, 0)), proj_crop[i], (255, 0, 0))
-                tiles += [qa.checker_composite(rgba), shaded]
+                matted = qa.checker_composite(rgba)
+                tiles += [qa.seg_overlay(matted, seg) if seg is not None else matted, shaded]
         for p in pending:
             p.result()
     return tiles

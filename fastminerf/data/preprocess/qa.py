@@ -1,7 +1,8 @@
 """Quality-assurance artefacts (never read by training): contact sheet, CSV, JSON summary.
 
 The contact sheet shows, for evenly spaced frames, two tiles side by side: the matted
-frame over a grey checkerboard (does the mask cover hair and face and nothing else?) and
+frame over a grey checkerboard with the seg_mask regions tinted (does the mask cover hair
+and face and nothing else? are the lips where they should be?) and
 the frame with the fitted mesh shaded on top, MediaPipe landmarks (green) and the
 projected model landmarks (red) — does the mesh follow jaw and lips?
 """
@@ -105,3 +106,17 @@ def summary(error_px: np.ndarray, face_height_px: np.ndarray, found: np.ndarray)
 
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1))
+
+
+#: display colours of INSTA region ids (RGB)
+SEG_COLORS = {250: (230, 190, 160), 240: (120, 60, 0), 210: (255, 255, 255), 150: (0, 200, 0),
+              140: (90, 0, 110), 130: (255, 140, 0), 120: (255, 0, 0), 110: (60, 120, 255), 80: (100, 60, 30)}
+
+
+def seg_overlay(image: np.ndarray, seg: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Blend region colours (``SEG_COLORS``) over image [H, W, 3] where seg [H, W] > 0."""
+    lut = np.zeros((256, 3), np.float32)
+    for k, c in SEG_COLORS.items():
+        lut[k] = c
+    m = (seg > 0)[..., None] * alpha
+    return (image * (1 - m) + lut[seg] * m).astype(np.uint8)
