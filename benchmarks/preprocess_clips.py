@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         lines.append(f"| {r['clip']} | {r['frames']} | {r['fps']:g} | {r['frames_per_second']:.1f} | "
                      f"{r['error_pct_median']:.2f} | {r['error_pct_p95']:.2f} | {r['focal_source_px']:.0f} |")
     lines += ["", f"All clips: {frames} frames in {secs:.0f} s = **{frames / secs:.1f} frames/s** end to end "
-                  f"(decode, track, fit, crop, matte, write PNG + OBJ + cache, QA). "
+                  f"(decode, track, fit, crop, matte, seg, write PNG + OBJ + cache, QA). "
                   f"Worst median error {max(r['error_pct_median'] for r in rows):.2f}% of face height."]
     a.results.mkdir(parents=True, exist_ok=True)
     stem = "preprocess_clips" + ("" if landmarker else "_facemesh")

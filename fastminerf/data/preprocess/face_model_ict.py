@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -229,11 +228,3 @@ def part_of_vertex() -> np.ndarray:
     """[V] names of the kept part each kept vertex comes from (see :data:`KEPT_RANGES`)."""
     return np.concatenate([np.full(b - a, name, dtype=object) for a, b, name in KEPT_RANGES])
 
-
-def clear_cache(cache: Path | None = None) -> None:
-    """Remove cached ICT ``.npz`` files."""
-    d = Path(cache) if cache is not None else cache_dir()
-    for f in d.glob("ict-facekit-*.npz"):
-        f.unlink(missing_ok=True)
-    if d.is_dir() and not any(d.iterdir()):
-        shutil.rmtree(d, ignore_errors=True)

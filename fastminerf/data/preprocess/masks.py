@@ -37,8 +37,9 @@ def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.25, neck
                jaw: float = 0.2) -> np.ndarray:
     """Person confidence [H, W] float + landmarks [478, 2] → head-and-neck alpha [H, W] uint8.
 
-    Lengths in face heights (forehead–chin): below ``jaw`` above the chin only a band of
-    half-width ``neck_width`` around the face axis is kept, down to ``neck`` under the chin.
+    Lengths in face heights (forehead–chin): above ``jaw`` (over the chin) the head, up to
+    0.42 face heights from the face axis up to cheek level (0.45), wider above (hair); below it only a
+    band of half-width ``neck_width`` around the axis, down to ``neck`` under the chin.
     """
     import cv2
 
@@ -54,8 +55,10 @@ def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.25, neck
     h = (dx * up[0] + dy * up[1]) / fh           # face heights above the chin
     s = np.abs(dx * right[0] + dy * right[1]) / fh  # face heights from the face's vertical axis
     ramp = lambda d: np.clip(d * fh / 2.0 + 0.5, 0, 1)  # ~2 px soft edge
-    # above the jaw: everything (hair); between jaw and the cut: a neck-wide band only
-    keep = np.maximum(ramp(h - jaw), np.minimum(ramp(h + neck), ramp(neck_width - s)))
+    # above the jaw: hair too, within a width that grows with height (shoulders raised to jaw
+    # level stay out); between the jaw and the cut: a neck-wide band only
+    head = np.minimum(ramp(h - jaw), ramp(0.42 + 3.0 * np.maximum(h - 0.45, 0.0) - s))
+    keep = np.maximum(head, np.minimum(ramp(h + neck), ramp(neck_width - s)))
     hull = np.zeros((H, W), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(lm * 4).astype(np.int32)), 1, shift=2)
     binary = ((conf > 0.5) & (keep > 0.5)) | (hull > 0)

@@ -132,27 +132,8 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
         tiles = _write_frames(writer, info, box, lm_all, res, model, canonical, poses, K, opt.write_seg)
         times["crop_matte_write"] = time.perf_counter() - t1
         has_audio = video.extract_audio(info, writer.tmp / "audio.wav")
-        fh = face_height(lm_all)
-        qdir = writer.tmp / "qa"
-        qdir.mkdir()
-        cv2 = _cv2()
-        cv2.imwrite(str(qdir / "contact_sheet.png"), qa.contact_sheet(tiles, cols=4, tile=384)[..., ::-1])
-        qa.write_errors_csv(qdir / "reprojection.csv", res.error_px, fh, valid)
-        times["total"] = time.perf_counter() - t0
-        summary = {
-            "video": str(path), "identity": target.name, "frames": info.n_frames, "fps": info.fps,
-            "duration_s": round(info.duration, 3), "face_found_fraction": round(float(valid.mean()), 4),
-            **qa.summary(res.error_px, fh, valid),
-            "error_definition": "per frame: mean pixel distance between MediaPipe landmarks and the projected "
-                                "fitted model points (landmarks with weight > 0), divided by the forehead-chin "
-                                "distance (MediaPipe 10-152); median / 95th percentile over frames",
-            "focal_source_px": round(res.focal, 2), "intrinsics_crop": [round(k, 3) for k in K],
-            "crop_box_source": [box.x0, box.y0, box.side], "size": opt.size,
-            "landmarker": bool(opt.landmarker), "audio": has_audio,
-            "timings_s": {k: round(v, 2) for k, v in times.items()},
-            "frames_per_second": round(info.n_frames / times["total"], 2),
-        }
-        qa.write_json(qdir / "summary.json", summary)
+        summary = _write_qa(writer.tmp / "qa", tiles, res, lm_all, valid, info, box, K, opt, times, t0,
+                            path=path, identity=target.name, has_audio=has_audio)
         writer.finish(opt.train_fraction)
     except BaseException:
         writer.abort()
@@ -160,6 +141,32 @@ def preprocess_video(path: str | Path, out_dir: str | Path, model, name: str | N
     log(f"{path.name} → {target}  ({summary['error_pct_median']:.2f}% median / {summary['error_pct_p95']:.2f}% p95 "
         f"of face height, {summary['frames_per_second']:.1f} frames/s)")
     return target
+
+
+def _write_qa(qdir: Path, tiles, res: FitResult, lm_all, valid, info, box, K, opt, times, t0, *, path, identity,
+              has_audio) -> dict:
+    """qa/contact_sheet.png, qa/reprojection.csv and qa/summary.json; returns the summary."""
+    qdir.mkdir()
+    cv2 = _cv2()
+    cv2.imwrite(str(qdir / "contact_sheet.png"), qa.contact_sheet(tiles, cols=4, tile=384)[..., ::-1])
+    fh = face_height(lm_all)
+    qa.write_errors_csv(qdir / "reprojection.csv", res.error_px, fh, valid)
+    times["total"] = time.perf_counter() - t0
+    summary = {
+        "video": str(path), "identity": identity, "frames": info.n_frames, "fps": info.fps,
+        "duration_s": round(info.duration, 3), "face_found_fraction": round(float(valid.mean()), 4),
+        **qa.summary(res.error_px, fh, valid),
+        "error_definition": "per frame: mean pixel distance between MediaPipe landmarks and the projected "
+                            "fitted model points (landmarks with weight > 0), divided by the forehead-chin "
+                            "distance (MediaPipe 10-152); median / 95th percentile over frames",
+        "focal_source_px": round(res.focal, 2), "intrinsics_crop": [round(k, 3) for k in K],
+        "crop_box_source": [box.x0, box.y0, box.side], "size": opt.size,
+        "landmarker": bool(opt.landmarker), "audio": has_audio,
+        "timings_s": {k: round(v, 2) for k, v in times.items()},
+        "frames_per_second": round(info.n_frames / times["total"], 2),
+    }
+    qa.write_json(qdir / "summary.json", summary)
+    return summary
 
 
 def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: FitResult, model, canonical, poses, K,
