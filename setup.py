@@ -31,7 +31,7 @@ setup(
     description="Multi-identity talking-head NeRF (MI-NeRF) on a mesh-embedded hash-grid field",
     python_requires=">=3.10",
     packages=find_packages(include=["fastminerf", "fastminerf.*"]),
-    package_data={"fastminerf": ["configs/*.yaml"]},
+    package_data={"fastminerf": ["configs/*.yaml", "data/preprocess/*.json"]},
     install_requires=[
         # exact pin: our CPU machines install this from local disk; an open range pulls a CUDA build
         "torch==2.13.0",
@@ -48,6 +48,16 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "nerfacc==0.5.3"],
+        # `fastminerf preprocess` (video → identity). MediaPipe 0.10.21 is the last release that
+        # bundles the face-mesh / face-detection / selfie-segmentation models (offline); it needs
+        # numpy<2 and protobuf<5. OpenCV 4.x (5.x dropped the Haar cascades).
+        "preprocess": [
+            "mediapipe==0.10.21",
+            "protobuf>=4.25,<5",
+            "numpy>=1.24,<2",
+            "opencv-contrib-python>=4.8,<5",
+            "scipy>=1.10",
+        ],
     },
     entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
     **cuda_extension(),

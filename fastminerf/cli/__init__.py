@@ -16,6 +16,7 @@ from ..errors import InputError
 COMMANDS = [
     "demo",
     "synth",
+    "preprocess",
     "train",
     "render",
     "eval",
