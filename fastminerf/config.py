@@ -90,6 +90,7 @@ class TrainConfig:
     lr_mlp: float = _f(5e-3, "Adam lr of the MLPs and the conditioning module")
     lr_codes: float = _f(5e-3, "Adam lr of identity and latent codes")
     lr_final_ratio: float = _f(0.1, "lr decays exponentially to this fraction (MI-NeRF: 5e-4 → 5e-5)")
+    lr_warmup_steps: int = _f(50, "linear lr warm-up at the start (keeps the colour head out of sigmoid saturation)")
     adam_eps: float = _f(1e-15, "Adam epsilon (hash grids want it tiny)")
     loss: str = _f("l2", "photometric loss: 'l2' (MI-NeRF) or 'huber' (INSTA)")
     huber_delta: float = _f(0.1, "Huber threshold")
@@ -137,7 +138,29 @@ def apply_dict(cfg, d: dict, source=None, prefix: str = "") -> None:
                 raise InputError(source, f"config key {prefix + k!r} must be a section")
             apply_dict(cur, v, source, prefix + k + ".")
         else:
-            setattr(cfg, k, v)
+            setattr(cfg, k, _coerce(v, str(names[k].type), prefix + k, source))
+
+
+def _coerce(v, annotation: str, key: str, source):
+    """Value ``v`` as the field's declared type (``"float | None"``...); YAML reads ``1e-3``
+    as a string, so numbers written that way are converted here."""
+    kinds = [a.strip() for a in annotation.split("|")]
+    if v is None and "None" in kinds:
+        return None
+    for kind, conv in (("bool", None), ("int", int), ("float", float), ("str", str)):
+        if kind not in kinds:
+            continue
+        if kind == "bool":
+            if isinstance(v, bool):
+                return v
+            continue
+        if kind == "int" and isinstance(v, (bool, float)) and not (isinstance(v, float) and v.is_integer()):
+            continue
+        try:
+            return conv(v)
+        except (TypeError, ValueError):
+            continue
+    raise InputError(source, f"config key {key!r} expects {annotation}, got {v!r}")
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:

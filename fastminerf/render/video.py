@@ -20,7 +20,7 @@ def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
             imageio.mimsave(tmp, [np.asarray(f) for f in frames], duration=1000 / fps, loop=0)
         else:
             with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                                    ffmpeg_params=["-pix_fmt", "yuv420p"]) as w:
+                                    pixelformat="yuv420p") as w:
                 for f in frames:
                     f = np.asarray(f)
                     H, W = f.shape[:2]

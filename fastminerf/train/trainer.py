@@ -63,9 +63,12 @@ def make_optimizer(avatar: Avatar, cfg: Config, frozen: tuple[str, ...] = ()) ->
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=tc.adam_eps)
 
 
-def exponential_schedule(opt, steps: int, final_ratio: float):
-    """lr(step) = lr₀ · final_ratio^(step / steps) — MI-NeRF's exponential decay."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: final_ratio ** min(s / max(steps, 1), 1.0))
+def exponential_schedule(opt, steps: int, final_ratio: float, warmup: int = 0):
+    """lr(step) = lr₀ · min(1, (step + 1) / warmup) · final_ratio^(step / steps): MI-NeRF's
+    exponential decay after a linear warm-up (without it, the first large Adam steps can
+    push the colour head's sigmoid into saturation, where it stays black)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(warmup, 1)) * final_ratio ** min(s / max(steps, 1), 1.0))
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
         self._gpu_vertices = self._vertex_cache(cast)
         self.opt = make_optimizer(self.avatar, cfg)
-        self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio)
+        self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio, tc.lr_warmup_steps)
         self.step = 0
         if resume is None:
             self._init_occupancy()
