@@ -80,6 +80,8 @@ class RenderConfig:
     background: str = _f("random", "training background: 'random' (per-ray colour; supervises alpha), 'white', 'black'")
     eval_background: str = _f("white", "background of rendered images and of eval: 'white' or 'black'")
     chunk: int = _f(16384, "rays per chunk when rendering whole images")
+    early_stop_transmittance: float = _f(1e-3, "inference only: a ray stops once its transmittance is below this (0 = off)")
+    early_stop_block: int = _f(8, "inference only: samples per ray shaded per early-stop round")
 
 
 @dataclass

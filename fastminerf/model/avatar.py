@@ -300,11 +300,49 @@ class Avatar(nn.Module):
             t_hit = meshes.first_hit(origins, dirs, slots)
             front = t0 <= t_hit[ray_idx] + self.far_distance
             ray_idx, t0, t1 = ray_idx[front], t0[front], t1[front]
-        x = origins[ray_idx] + dirs[ray_idx] * (0.5 * (t0 + t1))[:, None]
-        s_slot = slots[ray_idx]
-        keep, x_c, d_c, face = self.embed(x, dirs[ray_idx], s_slot, frames, meshes)
-        sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cd, cc, m)
-        out = composite(sigma, rgb, t0[keep], t1[keep], ray_idx[keep], R, background, backend=self.ops_backend)
-        out["n_samples"] = int(keep.sum())
-        out.update(extra)
-        return out
+
+        def shade(sel: torch.Tensor | None):
+            """σ, rgb of the samples ``sel`` (all when None): (ray_idx, t0, t1, σ, rgb, extra)."""
+            r, a, b = (ray_idx, t0, t1) if sel is None else (ray_idx[sel], t0[sel], t1[sel])
+            x = origins[r] + dirs[r] * (0.5 * (a + b))[:, None]
+            s_slot = slots[r]
+            keep, x_c, d_c, face = self.embed(x, dirs[r], s_slot, frames, meshes)
+            sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cd, cc, m)
+            return r[keep], a[keep], b[keep], sigma, rgb, extra
+
+        if torch.is_grad_enabled() or self.rc.early_stop_transmittance <= 0 or ray_idx.numel() == 0:
+            r, a, b, sigma, rgb, extra = shade(None)
+            out = composite(sigma, rgb, a, b, r, R, background, backend=self.ops_backend)
+            out["n_samples"] = int(r.numel())
+            out.update(extra)
+            return out
+        return self._render_early_stop(ray_idx, R, shade, background)
+
+    def _render_early_stop(self, ray_idx: torch.Tensor, R: int, shade, background) -> dict:
+        """Inference with early ray termination: samples are shaded in blocks of
+        ``render.early_stop_block`` along each ray (vectorised over rays), and a ray stops
+        once its transmittance falls below ``render.early_stop_transmittance``. Same image as
+        the full composite up to that transmittance."""
+        dev = ray_idx.device
+        first = torch.ones_like(ray_idx, dtype=torch.bool)
+        first[1:] = ray_idx[1:] != ray_idx[:-1]
+        pos = torch.arange(ray_idx.numel(), device=dev)
+        k = pos - torch.cummax(torch.where(first, pos, 0), 0).values  # sample's index along its ray
+        block = k // self.rc.early_stop_block
+        T = torch.ones(R, device=dev)
+        rgb = torch.zeros(R, 3, device=dev)
+        depth = torch.zeros(R, device=dev)
+        n = 0
+        for j in range(int(block.max()) + 1):
+            sel = ((block == j) & (T[ray_idx] > self.rc.early_stop_transmittance)).nonzero().reshape(-1)
+            if sel.numel() == 0:
+                continue
+            r, a, b, sigma, c, _ = shade(sel)
+            part = composite(sigma, c, a, b, r, R, None, backend=self.ops_backend)
+            rgb += T[:, None] * part["rgb"]
+            depth += T * part["depth"]
+            T = T * (1 - part["opacity"])
+            n += int(r.numel())
+        if background is not None:
+            rgb = rgb + T[:, None] * background
+        return {"rgb": rgb, "opacity": 1 - T, "depth": depth, "n_samples": n}

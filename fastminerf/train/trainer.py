@@ -275,6 +275,10 @@ def train(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", r
     """Train (or resume) a model on identity folders; returns (run folder, final metrics)."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if not torch.cuda.is_available():
+        from ..ops.cpu import tune_allocator
+
+        tune_allocator()
     state = None
     if resume is not None:
         state = load_checkpoint(resume)
