@@ -19,6 +19,9 @@ COMMANDS = [
     "train",
     "render",
     "eval",
+    "personalize",
+    "adapt",
+    "codes",
 ]
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig, RenderConfig
 from ..data.face_model import MOUTH_REGIONS
+from ..errors import InputError
 from ..ops.composite import composite
 from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
@@ -65,6 +66,31 @@ class CastInfo:
     @property
     def frame_offset(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.frames_per_identity)]).astype(np.int64)
+
+    def model_index(self, cast, check_frames: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Where a cast's identities and frames sit in this model (matched by name).
+
+        The cast may hold any subset of the model's identities in any order (e.g. only the
+        identity being personalised): a frame's model index — its latent-code row — is its
+        identity's first model frame plus its index within the identity.
+
+        Returns:
+            (identity [N_cast] int64 model identity of each cast identity,
+             frame [NF_cast] int64 model global frame of each cast frame).
+        Raises:
+            InputError naming the folder of an unknown identity or (``check_frames``) one whose
+            frame count differs from the model's (its latent rows would not line up).
+        """
+        ids = []
+        for d in cast.identities:
+            if d.name not in self.names:
+                raise InputError(d.root, f"identity {d.name!r} is not in this model (it knows {', '.join(self.names)})")
+            k = self.names.index(d.name)
+            if check_frames and d.n_frames != self.frames_per_identity[k]:
+                raise InputError(d.root, f"{d.n_frames} frames, but the model has {self.frames_per_identity[k]} for {d.name!r} (the folder changed?)")
+            ids.append(k)
+        ids = np.asarray(ids, np.int64)
+        return ids, (self.frame_offset[ids[cast.frame_identity]] + cast.frame_local).astype(np.int64)
 
     @staticmethod
     def from_cast(cast, margin: float = 0.12, max_frames: int = 512) -> "CastInfo":
