@@ -336,6 +336,8 @@ def add_identity(checkpoint: str | Path, folder: str | Path, *, seconds: float |
         trainer = _run(fine_tune_config(cfg, personalize_steps, **lrs), cast, run_dir, trainer.state(),
                        Scope(frames=frames, frozen=("conditioning",), refresh_occupancy=True, origin=origin),
                        device, progress, first_step=trainer.step)
+        fill_untrained_latents(trainer.avatar, k, cast.frame_local[frames])
+        trainer.save()
     seconds_taken = time.perf_counter() - t0
     after = _evaluate(trainer.avatar, cast, eval_frames, bg)
     ckpt = checkpoint_path(run_dir, trainer.step)
