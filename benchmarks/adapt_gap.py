@@ -69,16 +69,37 @@ def finished_run(root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
+WARMUP_STEPS = 50
+
+
+def train_run(cfg, identities: list[Path], root: Path) -> Path:
+    """``fastminerf train`` with main's linear lr warm-up (commit 1495015, 50 steps; without
+    it the colour head of tiny_cpu runs can collapse to black). A trainer that has its own
+    warm-up (``exponential_schedule(..., warmup)``) is used as is."""
+    import inspect
+
+    from fastminerf.data.cast import load_cast
+    from fastminerf.train import trainer as T
+
+    if "warmup" in inspect.signature(T.exponential_schedule).parameters:
+        return T.train(cfg, identities, root, progress=False)[0]
+    run_dir = T.run_dir_for(cfg, identities, root)
+    trainer = T.Trainer(cfg, load_cast(identities, cfg.data.expression_dims), run_dir)
+    decay, steps = cfg.train.lr_final_ratio, cfg.train.steps
+    trainer.sched = torch.optim.lr_scheduler.LambdaLR(
+        trainer.opt, lambda s: min(1.0, (s + 1) / WARMUP_STEPS) * decay ** min(s / max(steps, 1), 1.0))
+    trainer.run(progress=False)
+    return run_dir
+
+
 def train_once(label: str, work: Path, identities: list[Path], config: str, overrides: list[str], log: dict) -> Path:
     """Train (or reuse) run ``label``; records its metrics and wall time in ``log``."""
-    from fastminerf.train.trainer import train
-
     root = work / "runs" / label
     run = finished_run(root)
     t0, l0 = time.perf_counter(), load()
     if run is None:
         print(f"[{label}] training on {', '.join(p.name for p in identities)}", flush=True)
-        run, _ = train(load_config(config, overrides), identities, root, progress=False)
+        run = train_run(load_config(config, overrides), identities, root)
     metrics = json.loads((run / "metrics.json").read_text())
     log[label] = {"run": str(run), "config": config, "overrides": overrides, "step": metrics["step"],
                   "train_seconds": metrics["train_seconds"], "psnr": metrics["psnr"],
@@ -114,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-sweep", type=float, nargs="*", default=None, metavar="LR",
                     help="also personalise B on id003 at these grid lrs (default sweep with no values)")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--train-only", nargs="+", choices=["A", "B", "baseline"], help="only train these models, then stop")
     args = ap.parse_args(argv)
     from fastminerf.data.synth.cast import synthesize_cast
     from fastminerf.train.adapt import add_identity, personalize
@@ -127,9 +149,12 @@ def main(argv=None) -> int:
     ids = [cast / f"id{k:03d}" for k in range(4)]
     overrides = [f"train.steps={args.steps}", "train.max_minutes=null", f"train.threads={args.threads}", "train.save_every=250"]
     runs: dict = {}
-    run_a = train_once("A", work, ids[:3], "tiny_cpu", overrides, runs)
-    run_b = train_once("B", work, ids, "tiny_cpu", overrides, runs)
-    train_once("baseline", work, ids, "variants/baseline", overrides, runs)
+    plan = {"A": (ids[:3], "tiny_cpu"), "B": (ids, "tiny_cpu"), "baseline": (ids, "variants/baseline")}
+    if args.train_only:  # e.g. run the trainings in parallel processes first
+        for label in args.train_only:
+            train_once(label, work, *plan[label], overrides, runs)
+        return 0
+    run_a, run_b, _ = (train_once(label, work, *plan[label], overrides, runs) for label in plan)
 
     out = work / "results"
     adapted = cached(out / "adapt_codes.json", lambda: add_identity(

@@ -34,10 +34,10 @@ def avatar_from_state(state: dict, device=None, backend: str | None = None) -> t
     cfg = Config.from_dict(state["config"], state["path"])
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backend = resolve_backend(backend or cfg.train.backend)
-    avatar = Avatar(cfg.model, cfg.render, CastInfo.from_dict(state["cast"]), backend=backend)
     try:
+        avatar = Avatar(cfg.model, cfg.render, CastInfo.from_dict(state["cast"]), backend=backend)
         avatar.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "state mismatch"
         raise InputError(state["path"], f"checkpoint does not match its config ({first})") from None
     avatar.step = int(state["step"])

@@ -150,6 +150,9 @@ def _run(cfg: Config, cast: Cast, run_dir: Path, start: dict, scope: Scope, devi
     steps = cfg.train.steps
     cfg.train.steps = first_step + steps
     trainer = Trainer(cfg, cast, run_dir, device=device, init=start, scope=scope)
+    held = {id(p) for group in trainer.opt.param_groups for p in group["params"]}
+    for p in trainer.avatar.parameters():  # frozen parameters need no gradients (skips e.g. the grid's scatter-add)
+        p.requires_grad_(id(p) in held)
     trainer.step = first_step
     trainer.sched = exponential_schedule(trainer.opt, steps, cfg.train.lr_final_ratio)
     trainer.run(progress=progress, final_eval=False)
