@@ -199,3 +199,23 @@ def test_bad_inputs_one_line_errors(data, tmp_path, capsys):
                       ("id1", "already in the model")):
         err = error(["adapt", "--checkpoint", str(run), "--data", str(root / "bad" / name)])
         assert msg in err and name in err  # the folder is named
+
+
+def test_expressions_constant_in_training_are_ignored(data):
+    """A coefficient that never varied in the training cast (std at the floor) must not blow
+    up the conditioning when a new identity or a driver uses it."""
+    import dataclasses
+
+    from fastminerf.model.avatar import EXPR_STD_FLOOR, Avatar, FrameBatch
+
+    root, run = data
+    avatar, cfg = load_avatar(run, device="cpu")
+    std = avatar.info.expr_std.copy()
+    std[2] = EXPR_STD_FLOOR
+    a = Avatar(cfg.model, cfg.render, dataclasses.replace(avatar.info, expr_std=std))
+    e = torch.zeros(2, 4)
+    e[1, 2] = 500.0
+    fb = FrameBatch(vertices=torch.zeros(2, 1, 3), expression=e, identity=torch.zeros(2, dtype=torch.long),
+                    latent=torch.zeros(2, a.latent_dim))
+    m = a.condition(fb)[2]
+    torch.testing.assert_close(m[0], m[1])

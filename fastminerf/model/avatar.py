@@ -29,6 +29,11 @@ from .field import RadianceField, positional_encoding
 from .occupancy import OccupancyGrid
 
 
+#: smallest expression std used for standardising; a coefficient at the floor did not vary in
+#: training, so the network learned nothing about it and :meth:`Avatar.condition` zeroes it
+EXPR_STD_FLOOR = 1e-3
+
+
 @dataclass
 class CastInfo:
     """What the model keeps of its training cast (saved in checkpoints).
@@ -115,7 +120,7 @@ class CastInfo:
             head_aabb=_box(v, margin),
             canonical_aabb=_box(cast.canonical, margin),
             expr_mean=e.mean(0).astype(np.float32),
-            expr_std=np.maximum(e.std(0), 1e-3).astype(np.float32),
+            expr_std=np.maximum(e.std(0), EXPR_STD_FLOOR).astype(np.float32),
             expression_basis=None if basis is None else np.asarray(basis)[: cast.n_expressions],
             identity_canonicals=np.stack([d.canonical for d in cast.identities]).astype(np.float32),
         )
@@ -194,6 +199,9 @@ class Avatar(nn.Module):
         self.register_buffer("canonical_aabb", torch.from_numpy(np.asarray(info.canonical_aabb, np.float32)))
         self.register_buffer("expr_mean", torch.from_numpy(np.asarray(info.expr_mean, np.float32)))
         self.register_buffer("expr_std", torch.from_numpy(np.asarray(info.expr_std, np.float32)))
+        # coefficients that varied in training (derived, not saved); the others are zeroed after
+        # standardising: a new identity or a driver using one would otherwise feed ±100s of σ in
+        self.register_buffer("expr_varied", (self.expr_std > EXPR_STD_FLOOR * 1.001).float(), persistent=False)
         self.occupancy = OccupancyGrid(rc.occupancy_resolution, self.head_aabb)
         c = np.asarray(info.canonical)
         self.canonical_diag = float(np.linalg.norm(c.max(0) - c.min(0)))
@@ -223,7 +231,7 @@ class Avatar(nn.Module):
         """Per-frame conditioning: (cond_density [K(+1), Cd] or None, cond_color [K, Cc] or None, m [K, Cm])."""
         e = frames.expression
         if self.mc.normalize_expressions:
-            e = (e - self.expr_mean) / self.expr_std
+            e = (e - self.expr_mean) / self.expr_std * self.expr_varied
         i = self.identity_codes(frames.identity)
         m = self.conditioning(e, i, frames.latent)
         cd = m if self.mc.cond_density else None
