@@ -26,16 +26,18 @@ def camera(distance: float = 0.5):
 
 
 def make_identity(root: Path, name: str = "a", n_frames: int = 6, size: int = 32, subdivisions: int = 2,
-                  n_exp: int = 4, seed: int = 0, colour=(200, 120, 90)) -> Path:
+                  n_exp: int = 4, seed: int = 0, colour=(200, 120, 90), basis: bool = False) -> Path:
     """Write a small identity in our layout: a sphere whose radius breathes with the
-    'expression', rendered as a flat disc of ``colour`` (alpha = disc)."""
+    'expression', rendered as a flat disc of ``colour`` (alpha = disc). ``basis`` also writes
+    the (exact, additive) expression basis: mesh = v + e0 · 0.2 v."""
     rng = np.random.default_rng(seed)
     v, f = sphere(subdivisions)
     fx = size * 1.5
     K = (fx, fx, size / 2, size / 2)
     yy, xx = np.mgrid[:size, :size]
     with IdentityWriter(root / name, n_frames=n_frames, width=size, height=size, intrinsics=K, faces=f,
-                        canonical=v, expression_names=[f"e{i}" for i in range(n_exp)]) as w:
+                        canonical=v, expression_names=[f"e{i}" for i in range(n_exp)],
+                        expression_basis=_breathing_basis(v, n_exp) if basis else None) as w:
         for i in range(n_frames):
             e = rng.normal(size=n_exp).astype(np.float32) * 0.1
             s = 1 + 0.2 * e[0]
@@ -45,6 +47,12 @@ def make_identity(root: Path, name: str = "a", n_frames: int = 6, size: int = 32
             rgba[disc] = (*colour, 255)
             w.add(i, rgba, camera(), np.eye(4), v * s, e)
     return root / name
+
+
+def _breathing_basis(v: np.ndarray, n_exp: int) -> np.ndarray:
+    b = np.zeros((n_exp, *v.shape), np.float32)
+    b[0] = 0.2 * v
+    return b
 
 
 def make_insta_identity(root: Path, name: str = "actor", n_train: int = 4, n_test: int = 2, size: int = 32,

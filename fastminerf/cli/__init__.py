@@ -20,6 +20,9 @@ COMMANDS = [
     "train",
     "render",
     "eval",
+    "personalize",
+    "adapt",
+    "codes",
 ]
 
 

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 
-def _add(p) -> None:
+def _add(p, transfer: bool) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     p.add_argument("--identity", required=True, help="identity to render (a name of the model's cast)")
-    p.add_argument("--expressions-from", dest="expressions_from", metavar="NAME",
-                   help="drive the identity with this identity's expressions and head poses (expression transfer)")
+    drive = p.add_mutually_exclusive_group(required=transfer)
+    drive.add_argument("--expressions-from", dest="expressions_from", metavar="NAME",
+                       help="drive the identity with this identity's expressions and head poses (expression transfer)")
+    drive.add_argument("--expressions", metavar="FILE",
+                       help="drive the identity with expression coefficients from a file ([frames, E] .npy or text, one "
+                            "frame per line); the mesh comes from the checkpoint's expression basis, the camera is the "
+                            "identity's first training frame")
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which frames of the driving sequence")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="SIGMA",
+                   help="Gaussian smoothing of the driving sequence over time, std in frames (default 0: off)")
     p.add_argument("--size", type=int, help="output height/width in pixels (default: the data's)")
     p.add_argument("--side-by-side", action="store_true", help="driving frame | result")
     p.add_argument("--max-frames", type=int, help="render at most this many frames")
@@ -18,18 +25,25 @@ def _add(p) -> None:
 
 
 def register(sub) -> None:
-    _add(sub.add_parser("render", help="render an identity (optionally driven by another: expression transfer)"))
-    _add(sub.add_parser("transfer", help="alias of render --expressions-from: drive identity A with B's expressions"))
+    _add(sub.add_parser("render", help="render an identity (optionally driven by another: expression transfer)"), False)
+    _add(sub.add_parser("transfer", help="drive identity A with B's expressions (--expressions-from B) or an expression "
+                                         "file (--expressions FILE); same code path as render"), True)
 
 
 def run(args) -> int:
     from ..api import cast_of, load_avatar, render_sequence
+    from ..errors import InputError
+    from ..render.transfer import read_expression_sequence
     from ..render.video import write_video
 
+    if args.smooth < 0:
+        raise InputError(None, f"--smooth must not be negative (got {args.smooth})")
     avatar, _ = load_avatar(args.checkpoint)
-    cast = cast_of(avatar, args.identities)
+    expressions = None if args.expressions is None else read_expression_sequence(args.expressions, avatar.info.n_expressions)
+    cast = cast_of(avatar, args.identities, names=[n for n in (args.identity, args.expressions_from) if n])
     frames = render_sequence(avatar, cast, args.identity, args.expressions_from, args.split, args.size,
-                             side_by_side=args.side_by_side, max_frames=args.max_frames)
+                             side_by_side=args.side_by_side, max_frames=args.max_frames, expressions=expressions,
+                             smooth=args.smooth)
     fps = args.fps or cast.identities[cast.index(args.expressions_from or args.identity)].fps
     print(f"wrote {write_video(args.out, frames, fps)}")
     return 0

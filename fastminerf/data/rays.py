@@ -107,18 +107,28 @@ class RayBatcher:
         split: "train" (default) or "test" / "all".
         device: where returned tensors live.
         seed: seed of the batcher's own generator (its state is saved in checkpoints).
+        frames: optional global frames [M] to draw from instead of the split (fine-tuning on
+            one identity, adapting from its first seconds); identities are still drawn
+            uniformly among those present, frame indices stay global.
     """
 
     def __init__(self, cast: Cast, rays_per_batch: int, frames_per_batch: int = 64, inside_fraction: float = 0.95,
-                 split: str = "train", device: str | torch.device = "cpu", seed: int = 0):
+                 split: str = "train", device: str | torch.device = "cpu", seed: int = 0, frames: np.ndarray | None = None):
         self.cast, self.B = cast, int(rays_per_batch)
         self.K = max(1, min(int(frames_per_batch), self.B))
         self.inside = float(inside_fraction)
         self.device = torch.device(device)
         self.gen = torch.Generator().manual_seed(seed)
-        frames = [cast.frames(split, i) for i in range(cast.n_identities)]
-        if any(len(f) == 0 for f in frames):
-            raise ValueError(f"every identity needs frames in split {split!r}")
+        if frames is None:
+            frames = [cast.frames(split, i) for i in range(cast.n_identities)]
+            if any(len(f) == 0 for f in frames):
+                raise ValueError(f"every identity needs frames in split {split!r}")
+        else:
+            frames = np.unique(np.asarray(frames, np.int64))
+            if frames.size == 0:
+                raise ValueError("no frames to draw from")
+            owner = cast.frame_identity[frames]
+            frames = [frames[owner == i] for i in np.unique(owner)]
         self.n_per_id = torch.tensor([len(f) for f in frames])
         self.start = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.n_per_id[:-1]]), 0)
         self.frame_table = torch.from_numpy(np.concatenate(frames))
@@ -134,7 +144,7 @@ class RayBatcher:
 
     def sample(self) -> RayBatch:
         g, B, W, H = self.gen, self.B, self.cast.width, self.cast.height
-        ids = torch.randint(self.cast.n_identities, (self.K,), generator=g)
+        ids = torch.randint(len(self.n_per_id), (self.K,), generator=g)
         slot = self.start[ids] + (torch.rand(self.K, generator=g) * self.n_per_id[ids]).long().clamp_max(self.n_per_id[ids] - 1)
         ray_slot = slot[torch.randint(self.K, (B,), generator=g)]
         box = self.boxes[ray_slot].float()  # [B, 4]

@@ -28,6 +28,23 @@ def _pick(frames: np.ndarray, k: int | None) -> np.ndarray:
 
 
 @torch.no_grad()
+def evaluate_identity(avatar, cast, identity: int, split: str = "test", frames: int | None = None,
+                      background: str = "white") -> dict:
+    """PSNR / SSIM / masked PSNR of one cast identity over (at most ``frames`` evenly spaced)
+    frames of ``split``. Returns {"psnr", "ssim", "psnr_masked", "n_frames", "values": [...]}
+    where ``values`` holds the per-frame (psnr, ssim, psnr_masked)."""
+    bg = background_color(background, avatar.canonical.device)
+    vals = []
+    for f in _pick(cast.frames(split, identity), frames):
+        fb = frames_from_cast(avatar, cast, np.array([f]), own_latents=(split == "train"))
+        vals.append(_score(avatar, fb, torch.from_numpy(cast.cam_to_head[f]), torch.from_numpy(cast.intrinsics[f]),
+                           cast.image(f), cast.height, cast.width, bg))
+    p, s, m = (np.array(v) for v in zip(*vals))
+    return {"psnr": float(p.mean()), "ssim": float(s.mean()), "psnr_masked": float(m.mean()), "n_frames": len(vals),
+            "values": vals}
+
+
+@torch.no_grad()
 def evaluate_cast(avatar, cast, split: str = "test", frames_per_identity: int | None = None, background: str = "white",
                   transfer: bool = True) -> dict:
     """Evaluate a model on a cast's held-out frames (and transfer ground truth when present).
@@ -36,22 +53,14 @@ def evaluate_cast(avatar, cast, split: str = "test", frames_per_identity: int | 
         {"psnr", "ssim", "psnr_masked", "n_frames", "per_identity": {name: {...}},
          "transfer_psnr", "transfer_ssim", "transfer_pairs" (only with ground truth)}.
     """
-    bg = background_color(background, avatar.canonical.device)
-    per, allp, alls, allm = {}, [], [], []
+    per, vals = {}, []
     for k, name in enumerate(cast.names):
-        frames = _pick(cast.frames(split, k), frames_per_identity)
-        ps, ss, ms = [], [], []
-        for f in frames:
-            fb = frames_from_cast(avatar, cast, np.array([f]), own_latents=(split == "train"))
-            p, s, m = _score(avatar, fb, torch.from_numpy(cast.cam_to_head[f]), torch.from_numpy(cast.intrinsics[f]),
-                             cast.image(f), cast.height, cast.width, bg)
-            ps.append(p), ss.append(s), ms.append(m)
-        per[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_masked": float(np.mean(ms)), "n_frames": len(frames)}
-        allp += ps
-        alls += ss
-        allm += ms
-    res = {"psnr": float(np.mean(allp)), "ssim": float(np.mean(alls)), "psnr_masked": float(np.mean(allm)),
-           "n_frames": len(allp), "per_identity": per}
+        r = evaluate_identity(avatar, cast, k, split, frames_per_identity, background)
+        vals += r.pop("values")
+        per[name] = r
+    p, s, m = (np.array(v) for v in zip(*vals))
+    res = {"psnr": float(p.mean()), "ssim": float(s.mean()), "psnr_masked": float(m.mean()),
+           "n_frames": len(vals), "per_identity": per}
     if transfer:
         res.update(evaluate_transfer(avatar, cast, frames_per_identity, background))
     return res

@@ -28,3 +28,16 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return float(s.mean())
+
+
+def flicker(frames) -> float:
+    """Frame-to-frame change of a video: mean |I_t − I_{t−1}| over pixels, channels and
+    t = 1..T−1, intensities in [0, 1] (frames: T ≥ 2 images [H, W, 3], uint8 or float in
+    [0, 1]). On a static-camera sequence this measures jitter (plus the real motion)."""
+    import numpy as np
+
+    x = np.stack([np.asarray(f.detach().cpu() if hasattr(f, "detach") else f) for f in frames])
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    if x.shape[0] < 2:
+        raise ValueError("flicker needs at least two frames")
+    return float(np.abs(np.diff(x, axis=0)).mean())

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig, RenderConfig
 from ..data.face_model import MOUTH_REGIONS
+from ..errors import InputError
 from ..ops.composite import composite
 from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
@@ -27,6 +28,11 @@ from ..ops.march import march_rays
 from .conditioning import Conditioning
 from .field import RadianceField, positional_encoding
 from .occupancy import OccupancyGrid
+
+
+#: smallest expression std used for standardising; a coefficient at the floor did not vary in
+#: training, so the network learned nothing about it and :meth:`Avatar.condition` zeroes it
+EXPR_STD_FLOOR = 1e-3
 
 
 @dataclass
@@ -67,6 +73,31 @@ class CastInfo:
     def frame_offset(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.frames_per_identity)]).astype(np.int64)
 
+    def model_index(self, cast, check_frames: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Where a cast's identities and frames sit in this model (matched by name).
+
+        The cast may hold any subset of the model's identities in any order (e.g. only the
+        identity being personalised): a frame's model index — its latent-code row — is its
+        identity's first model frame plus its index within the identity.
+
+        Returns:
+            (identity [N_cast] int64 model identity of each cast identity,
+             frame [NF_cast] int64 model global frame of each cast frame).
+        Raises:
+            InputError naming the folder of an unknown identity or (``check_frames``) one whose
+            frame count differs from the model's (its latent rows would not line up).
+        """
+        ids = []
+        for d in cast.identities:
+            if d.name not in self.names:
+                raise InputError(d.root, f"identity {d.name!r} is not in this model (it knows {', '.join(self.names)})")
+            k = self.names.index(d.name)
+            if check_frames and d.n_frames != self.frames_per_identity[k]:
+                raise InputError(d.root, f"{d.n_frames} frames, but the model has {self.frames_per_identity[k]} for {d.name!r} (the folder changed?)")
+            ids.append(k)
+        ids = np.asarray(ids, np.int64)
+        return ids, (self.frame_offset[ids[cast.frame_identity]] + cast.frame_local).astype(np.int64)
+
     @staticmethod
     def from_cast(cast, margin: float = 0.12, max_frames: int = 512) -> "CastInfo":
         """Statistics from a :class:`~fastminerf.data.cast.Cast` (boxes from ≤ max_frames training frames)."""
@@ -90,7 +121,7 @@ class CastInfo:
             head_aabb=_box(v, margin),
             canonical_aabb=_box(cast.canonical, margin),
             expr_mean=e.mean(0).astype(np.float32),
-            expr_std=np.maximum(e.std(0), 1e-3).astype(np.float32),
+            expr_std=np.maximum(e.std(0), EXPR_STD_FLOOR).astype(np.float32),
             expression_basis=None if basis is None else np.asarray(basis)[: cast.n_expressions],
             identity_canonicals=np.stack([d.canonical for d in cast.identities]).astype(np.float32),
         )
@@ -172,6 +203,9 @@ class Avatar(nn.Module):
         self.register_buffer("canonical_aabb", torch.from_numpy(np.asarray(info.canonical_aabb, np.float32)))
         self.register_buffer("expr_mean", torch.from_numpy(np.asarray(info.expr_mean, np.float32)))
         self.register_buffer("expr_std", torch.from_numpy(np.asarray(info.expr_std, np.float32)))
+        # coefficients that varied in training (derived, not saved); the others are zeroed after
+        # standardising: a new identity or a driver using one would otherwise feed ±100s of σ in
+        self.register_buffer("expr_varied", (self.expr_std > EXPR_STD_FLOOR * 1.001).float(), persistent=False)
         self.occupancy = OccupancyGrid(rc.occupancy_resolution, self.head_aabb)
         c = np.asarray(info.canonical)
         self.canonical_diag = float(np.linalg.norm(c.max(0) - c.min(0)))
@@ -201,7 +235,7 @@ class Avatar(nn.Module):
         """Per-frame conditioning: (cond_density [K(+1), Cd] or None, cond_color [K, Cc] or None, m [K, Cm])."""
         e = frames.expression
         if self.mc.normalize_expressions:
-            e = (e - self.expr_mean) / self.expr_std
+            e = (e - self.expr_mean) / self.expr_std * self.expr_varied
         i = self.identity_codes(frames.identity)
         m = self.conditioning(e, i, frames.latent)
         cd = m if self.mc.cond_density else None

@@ -17,21 +17,25 @@ def background_color(name: str, device="cpu") -> torch.Tensor:
     return torch.tensor(BACKGROUNDS[name], device=device)
 
 
-def frames_from_cast(avatar: Avatar, cast, frames: np.ndarray, own_latents: bool, key_prefix=None) -> FrameBatch:
+def frames_from_cast(avatar: Avatar, cast, frames: np.ndarray, own_latents, key_prefix=None) -> FrameBatch:
     """A FrameBatch for global frames [K] of ``cast``.
 
-    own_latents: use each frame's trained latent code (training frames) — otherwise the
-    identity's mean code (held-out frames). key_prefix: cache key prefix for the meshes
-    (None: not cached).
+    own_latents: bool or [K] bool — use the frame's trained latent code (training frames)
+    or the identity's mean code (held-out frames). The cast may be any subset of the
+    model's identities: identities and latent rows are matched by name
+    (:meth:`CastInfo.model_index`). key_prefix: cache key prefix for the meshes (None: not cached).
     """
     dev = avatar.canonical.device
     frames = np.asarray(frames, np.int64)
-    names = avatar.info.names
-    ids = torch.tensor([names.index(cast.names[i]) for i in cast.frame_identity[frames]], dtype=torch.long, device=dev)
-    if own_latents:  # the cast must be the avatar's training cast (same global frame order)
-        latent = avatar.frame_latents(torch.from_numpy(frames).to(dev))
-    else:
-        latent = torch.stack([avatar.identity_latent(int(i)) for i in ids.tolist()])
+    own = np.broadcast_to(np.asarray(own_latents, bool), frames.shape)
+    model_id, model_frame = avatar.info.model_index(cast, check_frames=bool(own.any()))
+    ids = torch.from_numpy(model_id[cast.frame_identity[frames]]).to(dev)
+    latent = None
+    if own.any():
+        latent = avatar.frame_latents(torch.from_numpy(model_frame[frames]).to(dev))
+    if not own.all():
+        mean = torch.stack([avatar.identity_latent(int(i)) for i in ids.tolist()])
+        latent = mean if latent is None else torch.where(torch.from_numpy(own).to(dev)[:, None], latent, mean)
     return FrameBatch(
         vertices=torch.from_numpy(cast.vertices(frames)).to(dev),
         expression=torch.from_numpy(cast.expressions[frames]).to(dev),
@@ -39,6 +43,17 @@ def frames_from_cast(avatar: Avatar, cast, frames: np.ndarray, own_latents: bool
         latent=latent,
         keys=None if key_prefix is None else [(key_prefix, int(f)) for f in frames],
     )
+
+
+def take(frames: FrameBatch, index) -> FrameBatch:
+    """Rows ``index`` (a slice or [k] indices) of a FrameBatch."""
+    return FrameBatch(vertices=frames.vertices[index], expression=frames.expression[index], identity=frames.identity[index],
+                      latent=frames.latent[index],
+                      keys=None if frames.keys is None else _take_list(frames.keys, index))
+
+
+def _take_list(items: list, index) -> list:
+    return items[index] if isinstance(index, slice) else [items[int(i)] for i in np.asarray(index).reshape(-1)]
 
 
 @torch.no_grad()

@@ -72,6 +72,35 @@ def exponential_schedule(opt, steps: int, final_ratio: float, warmup: int = 0):
 
 
 @dataclass
+class Scope:
+    """What a run draws rays from and may change (defaults: full training).
+
+    Attributes:
+        frames: global frames of the cast to draw rays from (None: every training frame).
+        frozen: parameter groups kept out of the optimizer (see :func:`make_optimizer`).
+        refresh_occupancy: refresh the occupancy grid during the run (off while the shared
+            network is frozen, so the grid stays exactly as trained).
+        origin: where a fine-tuning run started (checkpoint, step, kind); saved with it.
+    """
+
+    frames: np.ndarray | None = None
+    frozen: tuple[str, ...] = ()
+    refresh_occupancy: bool = True
+    origin: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"frames": None if self.frames is None else np.asarray(self.frames, np.int64).tolist(),
+                "frozen": list(self.frozen), "refresh_occupancy": self.refresh_occupancy, "origin": self.origin}
+
+    @staticmethod
+    def from_dict(d: dict | None) -> "Scope":
+        d = d or {}
+        frames = d.get("frames")
+        return Scope(None if frames is None else np.asarray(frames, np.int64), tuple(d.get("frozen", ())),
+                     bool(d.get("refresh_occupancy", True)), d.get("origin"))
+
+
+@dataclass
 class StepStats:
     loss: float
     psnr: float
@@ -85,29 +114,37 @@ class Trainer:
     Args:
         cfg: the resolved config. cast: the loaded training cast. run_dir: output folder.
         device: torch device. resume: a checkpoint dict to continue from (exactly).
+        init: a checkpoint dict whose weights (``cast``, ``model``) start a new run — fine-tuning
+            with a fresh optimizer; the cast may then hold any subset of the model's identities.
+        scope: what the run draws from and may change (fine-tuning; restored on resume).
     """
 
-    def __init__(self, cfg: Config, cast: Cast, run_dir: Path, device=None, resume: dict | None = None):
+    def __init__(self, cfg: Config, cast: Cast, run_dir: Path, device=None, resume: dict | None = None,
+                 init: dict | None = None, scope: Scope | None = None):
         self.cfg, self.cast, self.run_dir = cfg, cast, Path(run_dir)
         self.device = torch.device(device) if device is not None else default_device()
         tc = cfg.train
         torch.manual_seed(tc.seed)
-        info = CastInfo.from_cast(cast, cfg.model.aabb_margin) if resume is None else CastInfo.from_dict(resume["cast"])
-        if resume is not None and info.names != cast.names:
+        start = resume if resume is not None else init
+        info = CastInfo.from_cast(cast, cfg.model.aabb_margin) if start is None else CastInfo.from_dict(start["cast"])
+        self.scope = Scope.from_dict(resume.get("scope")) if resume is not None else (scope or Scope())
+        if resume is not None and self.scope.origin is None and info.names != cast.names:
             raise ValueError(f"checkpoint was trained on {info.names}, got {cast.names}")
         self.avatar = build_avatar(cfg, info, self.device)
+        self.model_identity, self.model_frame = info.model_index(cast)  # cast → model indices (identity maps when training)
         self.token = uuid.uuid4().hex  # cache key for this cast's static meshes
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
-                                  device=self.device, seed=tc.seed)
+                                  device=self.device, seed=tc.seed, frames=self.scope.frames)
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
         self._gpu_vertices = self._vertex_cache(cast)
-        self.opt = make_optimizer(self.avatar, cfg)
+        self.opt = make_optimizer(self.avatar, cfg, self.scope.frozen)
         self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio, tc.lr_warmup_steps)
         self.step = 0
-        if resume is None:
+        if start is None:
             self._init_occupancy()
         else:
-            self.avatar.load_state_dict(resume["model"])
+            self.avatar.load_state_dict(start["model"])
+        if resume is not None:
             self.opt.load_state_dict(resume["optimizer"])
             self.sched.load_state_dict(resume["scheduler"])
             self.batcher.load_state_dict(resume["batcher"])
@@ -140,8 +177,8 @@ class Trainer:
         return FrameBatch(
             vertices=cached[frames.to(dev)] if cached is not None else torch.from_numpy(self.cast.vertices(f)).to(dev),
             expression=torch.from_numpy(self.cast.expressions[f]).to(dev),
-            identity=torch.from_numpy(self.cast.frame_identity[f]).to(dev),
-            latent=self.avatar.frame_latents(frames.to(dev)),
+            identity=torch.from_numpy(self.model_identity[self.cast.frame_identity[f]]).to(dev),
+            latent=self.avatar.frame_latents(torch.from_numpy(self.model_frame[f]).to(dev)),
             keys=[(self.token, int(x)) for x in f],
         )
 
@@ -174,7 +211,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
-        if self._occupancy_due():
+        if self.scope.refresh_occupancy and self._occupancy_due():
             self.update_occupancy()
         with torch.no_grad():
             mse = (out["rgb"] - target).pow(2).mean()
@@ -209,6 +246,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "batcher": self.batcher.state_dict(),
             "rng": self.gen.get_state(),
+            "scope": self.scope.to_dict(),
         }
 
     def save(self) -> Path:
