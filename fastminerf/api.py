@@ -20,7 +20,7 @@ from .model.avatar import Avatar, CastInfo
 from .ops._backend import resolve_backend
 from .render.transfer import driven_frames
 from .render.video import to_uint8
-from .render.views import background_color, composite_target, frames_from_cast, render_image
+from .render.views import ViewCamera, background_color, composite_target, frames_from_cast, render_view
 from .train.checkpoint import load_checkpoint
 
 
@@ -74,8 +74,6 @@ def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from:
     src = _frames(cast, driver, split)[:max_frames]
     bg = background_color(background or avatar.rc.eval_background, avatar.canonical.device)
     H, W = cast.height, cast.width
-    scale = 1.0 if size is None else size / max(H, W)
-    h, w = int(round(H * scale)), int(round(W * scale))
     for f in src:
         if driver == a:
             fb = frames_from_cast(avatar, cast, np.array([f]), own_latents=bool(cast.is_train[f]))
@@ -83,10 +81,12 @@ def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from:
         else:
             fb, c2h, K = driven_frames(avatar, cast, a, np.array([f]), pose_from_driver)
             c2h, K = c2h[0], K[0]
-        K = K * torch.tensor([scale, scale, scale, scale])
-        img = to_uint8(render_image(avatar, fb, c2h, K, h, w, bg)["rgb"])
+        camera = ViewCamera(c2h, K, H, W)
+        img = render_view(avatar, camera, int(fb.identity[0]), fb.expression[0], fb.latent[0], size,
+                          vertices=fb.vertices[0], background=bg)
         if side_by_side:
             gt = cast.image(f)
+            h, w = img.shape[:2]
             if (h, w) != (H, W):
                 from PIL import Image
 

@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "render",
     "eval",
+    "preview",
 ]
 
 
