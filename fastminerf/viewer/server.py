@@ -54,6 +54,13 @@ def check_port(host: str, port: int) -> None:
             raise InputError(None, f"cannot listen on {host} ({e.strerror})") from None
 
 
+def preview_chunk(avatar) -> int:
+    """Rays per preview render chunk: the config's chunk on a GPU; 4096 on a CPU, where a
+    chunk takes long enough to matter for dropping superseded renders and for the
+    training time share."""
+    return avatar.rc.chunk if avatar.canonical.device.type == "cuda" else 4096
+
+
 class PreviewServer:
     """Serve the preview of ``avatar``.
 
@@ -74,8 +81,7 @@ class PreviewServer:
                  chunk: int | None = None):
         self.avatar, self.host, self.requested_port, self.size = avatar, host, int(port), int(size)
         self.timeshare, self.status, self.image_format = timeshare, status, image_format
-        on_gpu = avatar.canonical.device.type == "cuda"
-        self.chunk = chunk or (avatar.rc.chunk if on_gpu else 4096)
+        self.chunk = chunk or preview_chunk(avatar)
         self.state = ViewState(avatar.info, sequences)
         self.viser = None
         self.controls: Controls | None = None
@@ -132,7 +138,7 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
 
     # ------------------------------------------------------------------ scene and clients

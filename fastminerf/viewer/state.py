@@ -33,23 +33,22 @@ def slider_specs(info, max_unnamed: int = 10) -> list[SliderSpec]:
     """Sliders for the named expression coefficients (all of them), or the leading
     ``max_unnamed`` components when the checkpoint has no names.
 
-    Ranges cover the training distribution: [min(0, μ−3σ), max(0, μ+3σ)], widened to at
-    least a quarter of the widest range so that constant coefficients stay movable.
+    Ranges: blendshape weights (every training mean ≥ 0) get [0, max(μ+3σ, 1)]; signed
+    coefficients (FLAME-like) get [min(0, μ−3σ), max(0, μ+3σ)], widened to at least a
+    quarter of the widest range so that nearly constant coefficients stay movable.
     """
     mean, std = np.asarray(info.expr_mean, np.float64), np.asarray(info.expr_std, np.float64)
     names = list(info.expression_names or [])
     named = [k for k in range(len(mean)) if k < len(names) and names[k]]
     keep = named if named else list(range(min(max_unnamed, len(mean))))
-    lo, hi = np.minimum(0.0, mean - 3 * std), np.maximum(0.0, mean + 3 * std)
-    widest = float((hi - lo).max()) if len(mean) else 1.0
-    specs = []
-    for k in keep:
-        a, b = float(lo[k]), float(hi[k])
-        short = max(0.0, 0.25 * widest - (b - a))
-        a, b = (a, b + short) if a >= 0 else (a - short / 2, b + short / 2)  # non-negative weights stay ≥ 0
-        specs.append(SliderSpec(k, names[k] if k in named else f"component {k}", round(a, 3), round(b, 3),
-                                float(10 ** np.floor(np.log10(max(b - a, 1e-6)) - 2))))
-    return specs
+    if len(mean) and (mean >= 0).all():
+        lo, hi = np.zeros_like(mean), np.maximum(mean + 3 * std, 1.0)
+    else:
+        lo, hi = np.minimum(0.0, mean - 3 * std), np.maximum(0.0, mean + 3 * std)
+        pad = np.maximum(0.0, 0.25 * (hi - lo).max(initial=0.0) - (hi - lo)) / 2
+        lo, hi = lo - pad, hi + pad
+    return [SliderSpec(k, names[k] if k in named else f"component {k}", round(float(lo[k]), 3), round(float(hi[k]), 3),
+                       float(10 ** np.floor(np.log10(max(hi[k] - lo[k], 1e-6)) - 2))) for k in keep]
 
 
 @dataclass(frozen=True)
