@@ -28,7 +28,9 @@ setup(
         "scipy>=1.10",
     ],
     extras_require={
-        "test": ["pytest>=7", "nerfacc==0.5.3"],
+        "test": ["pytest>=7", "nerfacc==0.5.3", "viser==1.1.1"],
+        # fastminerf preview / train --preview: the wheel carries the built web client (works offline)
+        "preview": ["viser==1.1.1"],
     },
     entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
 )

@@ -186,14 +186,13 @@ def test_timeshare_keeps_the_budget():
         t.start()
     time.sleep(1.5)
     stop.set()
-    for t in threads:
-        t.join()
+    threads[0].join()
     ratio = share.render_seconds / share.train_seconds
+    share.close()  # training is over: a renderer waiting for credit goes on
+    threads[1].join(10)
+    assert not threads[1].is_alive()
     assert 0.6 * (1 / 3) < ratio < 1.4 * (1 / 3)  # share 0.25 → render:train = 1:3
-    assert max(stalls) < 0.1  # a step never waits for more than about one step's worth of rendering
-    share.close()
-    with share.rendering():  # no training: rendering does not wait
-        pass
+    assert max(stalls) < 0.25  # a step never waits for more than about one step's worth of rendering
 
 
 # ---------------------------------------------------------------------------- server
@@ -221,6 +220,15 @@ def test_viewer_over_websocket(avatar):
             await c.set_gui("jawOpen", c.gui["jawOpen"]["props"]["max"])
             await wait_image(c, server, (SIZE, SIZE))
             jaw = c.images[-1]
+            # live transfer: id001 driven by id000's sequence, played then paused
+            await c.set_gui("expressions from", "id000")
+            await wait_image(c, server, (SIZE, SIZE))
+            await c.click("play")
+            await c.pump(lambda: c.prop("frame", "value", 0) >= 2 and c.prop("play", "label") == "pause")
+            await c.click("play")
+            await c.pump(lambda: c.prop("play", "label") == "play")
+            assert not server.state.playing and server.state.source == "id000"
+            await wait_image(c, server, (SIZE, SIZE))
             await c.send_camera(FRONT, position * 1.5, np.deg2rad(30), 600, 300)  # zoom out, wide window
             await wait_image(c, server, (SIZE // 2, SIZE))
             return first, other, jaw

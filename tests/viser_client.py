@@ -38,6 +38,7 @@ class ViserTestClient:
         self.subprotocol = f"viser-v{viser.__version__}"
         self.ws = None
         self.gui: dict[str, dict] = {}  # label → creation message
+        self.props: dict[str, dict] = {}  # uuid → latest properties the server sent (value, label, ...)
         self.images: list[np.ndarray] = []
 
     async def __aenter__(self):
@@ -58,12 +59,23 @@ class ViserTestClient:
         """What the page sends when the user moves a control."""
         await self.send("GuiUpdateMessage", uuid=self.gui[label]["uuid"], updates={"value": value})
 
+    async def click(self, label: str) -> None:
+        """What the page sends when the user clicks a button."""
+        await self.set_gui(label, True)
+
+    def prop(self, label: str, name: str, default=None):
+        """A control's latest property as the page knows it."""
+        msg = self.gui[label]
+        return self.props.get(msg["uuid"], {}).get(name, msg.get(name, msg["props"].get(name, default)))
+
     def _take(self, msg: dict) -> None:
         t = msg.get("type", "")
         if t.startswith("Gui") and t.endswith("Message") and "props" in msg and "uuid" in msg:
             label = msg["props"].get("label")
             if label is not None:
                 self.gui[label] = msg
+        elif t == "GuiUpdateMessage":
+            self.props.setdefault(msg["uuid"], {}).update(msg["updates"])
         elif t == "BackgroundImageMessage" and msg.get("rgb_data"):
             from PIL import Image
 

@@ -7,7 +7,6 @@ the web preview and the preview benchmark all call it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Callable, ContextManager
@@ -156,6 +155,11 @@ def expression_mesh(info, identity: int, expression) -> np.ndarray:
     return base + np.tensordot(e[: basis.shape[0]], basis, 1)
 
 
+def _tensor(x, device) -> torch.Tensor:
+    """float32 tensor on ``device`` from a tensor or an array (copied: memmaps are read-only)."""
+    return (x if torch.is_tensor(x) else torch.from_numpy(np.array(x, dtype=np.float32))).to(device, torch.float32)
+
+
 @torch.no_grad()
 def render_view(avatar: Avatar, camera: ViewCamera, identity: int, expression, latent=None, size: int | None = None, *,
                 vertices=None, background: torch.Tensor | None = None, chunk: int | None = None,
@@ -178,12 +182,9 @@ def render_view(avatar: Avatar, camera: ViewCamera, identity: int, expression, l
     cam = camera.resized(size)
     if vertices is None:
         vertices = expression_mesh(avatar.info, identity, expression)
-    v = torch.as_tensor(np.asarray(vertices) if not torch.is_tensor(vertices) else vertices, dtype=torch.float32).to(dev)
-    e = torch.as_tensor(np.asarray(expression) if not torch.is_tensor(expression) else expression, dtype=torch.float32).to(dev)
-    lat = avatar.identity_latent(identity) if latent is None else torch.as_tensor(latent).to(dev).float()
-    key = hashlib.blake2b(v.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
-    fb = FrameBatch(vertices=v[None], expression=e[None], identity=torch.tensor([identity], dtype=torch.long, device=dev),
-                    latent=lat[None], keys=[("view", key)])  # one BVH per distinct mesh, reused across chunks and views
+    lat = avatar.identity_latent(identity) if latent is None else _tensor(latent, dev)
+    fb = FrameBatch(vertices=_tensor(vertices, dev)[None], expression=_tensor(expression, dev)[None],
+                    identity=torch.tensor([identity], dtype=torch.long, device=dev), latent=lat[None])
     bg = background_color(avatar.rc.eval_background, dev) if background is None else background.to(dev)
     out = render_image(avatar, fb, cam.cam_to_head, cam.intrinsics, cam.height, cam.width, bg, chunk, guard)
     return to_uint8(out["rgb"])

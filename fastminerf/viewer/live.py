@@ -13,10 +13,12 @@ from .timeshare import TimeShare
 
 
 def serve_forever(server: PreviewServer) -> None:
-    """Block until Ctrl-C, then stop the server."""
+    """Block until Ctrl-C, then stop the server (Ctrl-C is the normal way out)."""
     try:
         while True:
             time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("preview stopped", flush=True)
     finally:
         server.stop()
 

@@ -14,7 +14,6 @@ import time
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from ..render.views import render_view
@@ -171,7 +170,7 @@ class PreviewServer:
     # ------------------------------------------------------------------ rendering
     def _render(self, req: Request, size: int, guard) -> np.ndarray:
         s = req.scene
-        return render_view(self.avatar, req.camera, s.identity, torch.from_numpy(s.expression), None, size,
+        return render_view(self.avatar, req.camera, s.identity, s.expression, None, size,
                            vertices=s.vertices, chunk=self.chunk, guard=guard)
 
     def _publish(self, req: Request, image: np.ndarray, info: FrameInfo) -> None:
