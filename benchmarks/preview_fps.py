@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -115,13 +116,16 @@ def markdown(result: dict) -> str:
              "`render_view` frames per second on a trained tiny model (what `fastminerf preview` renders per "
              "frame; see benchmarks/preview_fps.py for the two modes).", "",
              "    " + result["command"], "",
-             f"Model: {result['model']}. Machine: {result['machine']['devices']}; load average "
+             f"Model: {result['model']}. Machine: "
+             f"{'; '.join(f'{k}: {v}' for k, v in result['machine']['devices'].items())}; load average "
              f"{result['machine']['load_average_before']} before, {result['machine']['load_average_after']} after "
              "(a shared machine: other jobs ran beside this one).",
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}.", "",
-             "| backend | mode | size | FPS | median ms | frames |", "|---|---|---|---|---|---|"]
+             "| backend | mode | size | FPS | median ms | frames | 1-min load (start → end) |",
+             "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['backend']} | {r['mode']} | {r['size']}² | **{r['fps']:.2f}** | {r['median_ms']:.0f} | {r['frames']} |")
+        lines.append(f"| {r['backend']} | {r['mode']} | {r['size']}² | **{r['fps']:.2f}** | {r['median_ms']:.0f} | "
+                     f"{r['frames']} | {r['load_1min'][0]} → {r['load_1min'][1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=8, help="timed frames per size (default: 8)")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="stop a size after this much rendering")
     ap.add_argument("--train-minutes", type=float, default=3.0, help="training budget without --checkpoint")
+    ap.add_argument("--note", default="", help="how the checkpoint was made (goes into the report)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -144,8 +149,10 @@ def main(argv=None) -> int:
         devices[backend] = device_name(backend)
         for mode in args.modes:
             for size in args.sizes:
+                load = round(os.getloadavg()[0], 2)
                 r = {"backend": backend, "mode": mode, "size": size,
-                     **time_frames(avatar, size, mode, args.frames, args.max_seconds)}
+                     **time_frames(avatar, size, mode, args.frames, args.max_seconds),
+                     "load_1min": [load, round(os.getloadavg()[0], 2)]}
                 print(f"{backend:5s} {mode:7s} {size:4d}²  {r['fps']:8.2f} FPS  (median {r['median_ms']:.0f} ms, "
                       f"{r['frames']} frames)", flush=True)
                 rows.append(r)
@@ -153,9 +160,10 @@ def main(argv=None) -> int:
 
     kind = "cuda" if "cuda" in devices else "cpu"
     result = {
-        "command": "python benchmarks/preview_fps.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/preview_fps.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "device_kind": kind,
-        "model": f"{cfg.name}, {len(avatar.info.names)} identities, step {avatar.step}, chunk {preview_chunk(avatar)} rays",
+        "model": f"{cfg.name}, {len(avatar.info.names)} identities, step {avatar.step}, chunk {preview_chunk(avatar)} rays"
+                 + (f" ({args.note})" if args.note else ""),
         "rows": rows,
         "machine": {"devices": devices, "load_average_before": load_before,
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},

@@ -8,6 +8,7 @@ echo back as user changes.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Callable
 
 import numpy as np
@@ -28,7 +29,7 @@ class Controls:
     def __init__(self, gui, state: ViewState, changed: Callable[[bool], None], timeshare=None,
                  status: Callable[[], str] | None = None):
         self.state, self.changed, self.status = state, changed, status
-        self._quiet = 0
+        self._local = threading.local()  # quiet depth per thread: a user's change on another thread still counts
         info = state.info
         self.identity = gui.add_dropdown("identity", tuple(info.names), initial_value=info.names[0],
                                          hint="any identity of the model")
@@ -75,7 +76,7 @@ class Controls:
         """A callback that applies a user change and re-renders (ignored while quiet)."""
 
         def cb(_event) -> None:
-            if self._quiet:
+            if getattr(self._local, "quiet", 0):
                 return
             apply()
             self.changed(True)
@@ -84,12 +85,13 @@ class Controls:
 
     @contextlib.contextmanager
     def quiet(self):
-        """Set control values without treating them as user changes."""
-        self._quiet += 1
+        """Set control values without treating them as user changes (viser calls the
+        update callbacks of server-side changes synchronously, on this thread)."""
+        self._local.quiet = getattr(self._local, "quiet", 0) + 1
         try:
             yield
         finally:
-            self._quiet -= 1
+            self._local.quiet -= 1
 
     def _select_source(self) -> None:
         name = self.source.value
