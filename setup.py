@@ -47,7 +47,7 @@ setup(
         "scipy>=1.10",
     ],
     extras_require={
-        "test": ["pytest>=7", "nerfacc==0.5.3"],
+        "test": ["pytest>=7", "nerfacc==0.5.3", "viser==1.1.1"],
         # `fastminerf preprocess` (video → identity). MediaPipe 0.10.21 is the last release that
         # bundles the face-mesh / face-detection / selfie-segmentation models (offline); it needs
         # numpy<2 and protobuf<5. OpenCV 4.x (5.x dropped the Haar cascades).
@@ -58,6 +58,8 @@ setup(
             "opencv-contrib-python>=4.8,<5",
             "scipy>=1.10",
         ],
+        # fastminerf preview / train --preview: the wheel carries the built web client (works offline)
+        "preview": ["viser==1.1.1"],
     },
     entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
     **cuda_extension(),

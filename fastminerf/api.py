@@ -19,7 +19,7 @@ from .errors import InputError
 from .model.avatar import Avatar, CastInfo
 from .ops._backend import resolve_backend
 from .render.video import to_uint8
-from .render.views import background_color, composite_target, frames_from_cast, render_image
+from .render.views import ViewCamera, background_color, composite_target, frames_from_cast, render_view
 from .train.checkpoint import load_checkpoint
 
 
@@ -149,13 +149,12 @@ def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from:
     n, build, src = sequence_frames(avatar, cast, identity, expressions_from, expressions, split, pose_from_driver, max_frames)
     bg = background_color(background or avatar.rc.eval_background, avatar.canonical.device)
     H, W = cast.height, cast.width
-    scale = 1.0 if size is None else size / max(H, W)
-    h, w = int(round(H * scale)), int(round(W * scale))
     for k, (fb, c2h, K) in enumerate(smoothed_frames(n, build, smooth)):
-        K = K * torch.tensor([scale, scale, scale, scale])
-        img = to_uint8(render_image(avatar, fb, c2h, K, h, w, bg)["rgb"])
+        img = render_view(avatar, ViewCamera(c2h, K, H, W), int(fb.identity[0]), fb.expression[0], fb.latent[0], size,
+                          vertices=fb.vertices[0], background=bg)
         if side_by_side:
             gt = cast.image(src[k])
+            h, w = img.shape[:2]
             if (h, w) != (H, W):
                 from PIL import Image
 

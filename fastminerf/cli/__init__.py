@@ -23,6 +23,7 @@ COMMANDS = [
     "personalize",
     "adapt",
     "codes",
+    "preview",
 ]
 
 

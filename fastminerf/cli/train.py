@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from .preview import add_server_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one model on many identities",
@@ -15,6 +17,11 @@ def register(sub) -> None:
     p.add_argument("--out", default="outputs", help="root folder of runs (default: outputs)")
     p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from a checkpoint file or run folder")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--preview", action="store_true",
+                   help="serve the web preview of the model while it trains (see fastminerf preview)")
+    add_server_args(p, prefix="preview-")
+    p.add_argument("--preview-share", type=float, default=0.25,
+                   help="share of the time spent rendering the preview, 0-0.9 (default: 0.25; a slider on the page)")
     p.set_defaults(func=run)
 
 
@@ -23,7 +30,28 @@ def run(args) -> int:
     from ..train.trainer import train
 
     cfg = load_config(args.config, args.overrides)
+    if args.preview:
+        return _run_with_preview(args, cfg)
     run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet)
+    _report(run_dir, metrics)
+    return 0
+
+
+def _run_with_preview(args, cfg) -> int:
+    from ..viewer.live import serve_forever, train_with_preview
+
+    def ready(server):
+        print(f"preview at {server.url} (render share {args.preview_share:g}; a slider on the page)", flush=True)
+
+    run_dir, metrics, server = train_with_preview(
+        cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet, host=args.preview_host,
+        port=args.preview_port, size=args.preview_size, render_share=args.preview_share, on_ready=ready)
+    _report(run_dir, metrics)
+    print(f"training done; the preview stays at {server.url} (Ctrl-C to stop)", flush=True)
+    serve_forever(server)
+    return 0
+
+
+def _report(run_dir, metrics) -> None:
     short = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items() if k not in ("per_identity", "transfer_pairs")}
     print(f"run: {run_dir}\nfinal held-out metrics: {json.dumps(short)}")
-    return 0

@@ -51,7 +51,7 @@ def pca_2d(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def draw_code_map(names: list[str], xy: np.ndarray, explained: np.ndarray, title: str = "identity codes (PCA)",
                   size: tuple[int, int] = (720, 560)) -> np.ndarray:
     """A labelled scatter plot of points xy [N, 2] → [H, W, 3] uint8."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     W, H = size
     left, right, top, bottom = 70, 30, 50, 60

@@ -7,6 +7,7 @@ and, at the end, ``metrics.json`` (the final held-out evaluation).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -14,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -260,11 +262,17 @@ class Trainer:
             self.avatar.train()
 
     # ------------------------------------------------------------------ loop
-    def run(self, progress: bool = True, final_eval: bool = True) -> dict:
-        """Train until ``train.steps`` (or ``train.max_minutes``); returns the final metrics."""
+    def run(self, progress: bool = True, final_eval: bool = True,
+            step_guard: Callable[[], ContextManager] | None = None) -> dict:
+        """Train until ``train.steps`` (or ``train.max_minutes``); returns the final metrics.
+
+        ``step_guard``: a context-manager factory held around each step (with its evals and
+        saves) and the final save and evaluation — the live preview's time share.
+        """
         from .progress import Progress
 
         tc = self.cfg.train
+        guard = step_guard or contextlib.nullcontext
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.yml")
         start = time.perf_counter()
@@ -272,22 +280,24 @@ class Trainer:
         last_eval: dict = {}
         with Progress(tc.steps, enabled=progress) as bar:
             while self.step < tc.steps:
-                st = self.train_step()
-                elapsed = time.perf_counter() - start
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
-                    bar.update(self.step, loss=st.loss, psnr=st.psnr, rays_per_s=rays / max(st.seconds, 1e-9),
-                               samples=st.n_samples, eval_psnr=last_eval.get("psnr"))
-                if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
-                    last_eval = self.evaluate(tc.eval_frames)
-                    self._log_metrics(last_eval, elapsed)
-                if tc.save_every and self.step % tc.save_every == 0:
-                    self.save()
+                with guard():
+                    st = self.train_step()
+                    elapsed = time.perf_counter() - start
+                    if self.step % tc.log_every == 0 or self.step == tc.steps:
+                        bar.update(self.step, loss=st.loss, psnr=st.psnr, rays_per_s=rays / max(st.seconds, 1e-9),
+                                   samples=st.n_samples, eval_psnr=last_eval.get("psnr"))
+                    if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
+                        last_eval = self.evaluate(tc.eval_frames)
+                        self._log_metrics(last_eval, elapsed)
+                    if tc.save_every and self.step % tc.save_every == 0:
+                        self.save()
                 if tc.max_minutes is not None and elapsed > 60 * tc.max_minutes:
                     bar.note(f"time budget of {tc.max_minutes} min reached at step {self.step}")
                     break
-        self.save()
-        train_seconds = time.perf_counter() - start
-        metrics = self.evaluate(None) if final_eval else {}
+        with guard():
+            self.save()
+            train_seconds = time.perf_counter() - start
+            metrics = self.evaluate(None) if final_eval else {}
         metrics.update(step=self.step, train_seconds=round(train_seconds, 2))
         if final_eval:
             self._log_metrics(metrics, train_seconds)
@@ -308,9 +318,9 @@ def run_dir_for(cfg: Config, identity_paths: list, out_root: str | Path = "outpu
     return Path(out_root) / data / cfg.name / stamp
 
 
-def train(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
-          progress: bool = True, device=None) -> tuple[Path, dict]:
-    """Train (or resume) a model on identity folders; returns (run folder, final metrics)."""
+def prepare_trainer(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
+                    device=None) -> Trainer:
+    """A Trainer for a new run on identity folders, or one resumed from a checkpoint."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if not torch.cuda.is_available():
@@ -325,9 +335,15 @@ def train(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", r
     else:
         run_dir = run_dir_for(cfg, identity_paths, out_root)
     cast = load_cast(identity_paths, cfg.data.expression_dims)
-    trainer = Trainer(cfg, cast, run_dir, device=device, resume=state)
+    return Trainer(cfg, cast, run_dir, device=device, resume=state)
+
+
+def train(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
+          progress: bool = True, device=None) -> tuple[Path, dict]:
+    """Train (or resume) a model on identity folders; returns (run folder, final metrics)."""
+    trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device)
     metrics = trainer.run(progress=progress)
-    return run_dir, metrics
+    return trainer.run_dir, metrics
 
 
 def steps_for_minutes(minutes: float, seconds_per_step: float) -> int:

@@ -1,0 +1,40 @@
+"""``fastminerf preview``: a web viewer for any identity, any expression, any view."""
+from __future__ import annotations
+
+
+def add_server_args(p, prefix: str = "") -> None:
+    """--port/--host/--size (with ``prefix``, e.g. "preview-" for ``train --preview``)."""
+    p.add_argument(f"--{prefix}port", type=int, default=8080, help="port to serve on (default: 8080; 0: any free port)")
+    p.add_argument(f"--{prefix}host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it)")
+    p.add_argument(f"--{prefix}size", type=int, default=256, help="full resolution, longer side in pixels (default: 256)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("preview", help="web viewer: orbit any identity with expression sliders or a driving sequence",
+                       description="Serve a browser viewer of a trained model: orbit/zoom, identity selector, "
+                                   "expression sliders, playback of a driving sequence (live transfer), FPS readout.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    add_server_args(p)
+    p.add_argument("--expressions", metavar="FILE",
+                   help="an extra driving sequence: .npy [frames, E] or text, one frame per line")
+    p.add_argument("--fps", type=float, default=25.0, help="playback rate of --expressions (default: 25)")
+    p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
+    p.add_argument("--backend", choices=["auto", "cuda", "tcnn", "torch"], help="ops backend (default: the config's)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..api import load_avatar
+    from ..viewer.live import serve_forever
+    from ..viewer.server import PreviewServer
+    from ..viewer.sequences import load_expressions_file, sequences_for
+
+    avatar, _ = load_avatar(args.checkpoint, backend=args.backend)
+    sequences = sequences_for(avatar.info, args.identities)
+    if args.expressions:
+        sequences.add(load_expressions_file(args.expressions, avatar.info.n_expressions, args.fps))
+    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size).start()
+    print(f"preview of {len(avatar.info.names)} identities (step {avatar.step}) at {server.url}  (Ctrl-C to stop)", flush=True)
+    serve_forever(server)
+    return 0
