@@ -4,10 +4,12 @@ atomic CSV / PNG / markdown writes (temp file + rename: never a half-written res
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +98,41 @@ def identity_dirs(cast_dir: Path) -> list[Path]:
     return sorted(d for d in Path(cast_dir).iterdir() if (d / "transforms_train.json").is_file())
 
 
+def cast_facts(cast_dir: Path, cast) -> dict:
+    """Path, identities, frames per identity, image size and seed (from cast.json when
+    present) of a loaded cast, for the result files."""
+    seed = None
+    try:
+        seed = json.loads((Path(cast_dir) / "cast.json").read_text()).get("seed")
+    except (OSError, ValueError):
+        pass
+    frames = sorted({d.n_frames for d in cast.identities})
+    return {"path": str(cast_dir), "identities": cast.n_identities, "frames": frames[0] if len(frames) == 1 else frames,
+            "size": cast.width if cast.width == cast.height else f"{cast.width}x{cast.height}", "seed": seed}
+
+
 def load_subset(dirs: list[Path]):
     """load_cast with InputError turned into BenchError."""
     try:
         return load_cast(dirs)
     except InputError as e:
         raise BenchError(str(e)) from None
+
+
+def warm_up(cfg, cast, work: Path, device) -> float:
+    """A few untimed steps and a one-frame evaluation on ``cast``, so that one-off costs
+    (kernel loading and compilation, allocator growth) land on no timed run. Returns seconds."""
+    from fastminerf.train.target import heldout_metric
+    from fastminerf.train.trainer import Trainer
+
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, cast, work / "runs" / "warm-up", device=device)
+    for _ in range(3):
+        trainer.train_step()
+    heldout_metric(trainer, "psnr", 1)
+    del trainer
+    gc.collect()
+    return time.perf_counter() - t0
 
 
 @torch.no_grad()
