@@ -48,6 +48,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "nerfacc==0.5.3", "viser==1.1.1"],
+        # benchmarks/train_time.py plots (PNG); the benchmarks run without it with --no-plot
+        "bench": ["matplotlib>=3.5"],
         # `fastminerf preprocess` (video → identity). MediaPipe 0.10.21 is the last release that
         # bundles the face-mesh / face-detection / selfie-segmentation models (offline); it needs
         # numpy<2 and protobuf<5. OpenCV 4.x (5.x dropped the Haar cascades).

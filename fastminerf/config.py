@@ -176,7 +176,9 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     raise InputError(p, "config file not found (give a path or a preset name from configs/)")
 
 
-def _load_yaml(path: Path, depth: int = 0) -> dict:
+def _load_yaml(path: Path, depth: int = 0, inherit: bool = True) -> dict:
+    """The mapping of a preset file, merged over its ``base`` chain (``inherit=False``: the
+    file's own keys only)."""
     if depth > 8:
         raise InputError(path, "config 'base' chain too deep (a cycle?)")
     try:
@@ -186,7 +188,7 @@ def _load_yaml(path: Path, depth: int = 0) -> dict:
     if not isinstance(d, dict):
         raise InputError(path, "a config file must hold a mapping")
     base = d.pop("base", None)
-    if base is None:
+    if base is None or not inherit:
         return d
     bp = (path.parent / base) if (path.parent / base).is_file() else resolve_preset(base)
     return _merge(_load_yaml(bp, depth + 1), d)
@@ -205,6 +207,28 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
     if preset is not None:
         path = resolve_preset(preset)
         apply_dict(cfg, _load_yaml(path), path)
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def load_variant(variant: str | Path, base: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """A variant preset's own settings on another base preset.
+
+    The presets in ``configs/variants/`` inherit ``tiny_cpu``; ``load_variant("M_k32",
+    "insta_512_gpu")`` applies only what ``M_k32.yaml`` itself sets (and its ``name``) over
+    ``insta_512_gpu``, then the ``key=value`` overrides. ``base=None`` is :func:`load_config`.
+    """
+    if base is None:
+        return load_config(variant, overrides)
+    cfg = load_config(base)
+    path = resolve_preset(variant)
+    apply_dict(cfg, _load_yaml(path, inherit=False), path)
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> None:
+    """Apply ``key=value`` overrides (values parsed as YAML) to ``cfg`` in place."""
     for item in overrides or []:
         if "=" not in item:
             raise InputError(None, f"--set expects key=value, got {item!r}")
@@ -220,7 +244,6 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
             cur = cur.setdefault(p, {})
         cur[parts[-1]] = value
         apply_dict(cfg, nested, f"--set {item}")
-    return cfg
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -73,6 +73,8 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
     Identity A is driven by B's held-out frames through the same code path as
     ``fastminerf render --expressions-from`` (delta transfer of B's meshes onto A's
     neutral mesh, B's expressions and head poses); compared with the ground truth render.
+    ``cast`` may hold more identities than the model was trained on: identities the model
+    does not know are skipped as A but serve as drivers B (unseen people's expressions).
     Returns {} when the cast has no transfer folders.
     """
     from ..data.layout import read_identity
@@ -82,7 +84,7 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
     pairs, ps, ss = {}, [], []
     for a_idx, d in enumerate(cast.identities):
         tdir = d.root / "transfer"
-        if not tdir.is_dir():
+        if not tdir.is_dir() or d.name not in avatar.info.names:
             continue
         for sub in sorted(p for p in tdir.iterdir() if (p / "transforms_test.json").is_file()):
             gt = read_identity(sub)
