@@ -28,7 +28,7 @@ from viser_client import ViserTestClient
 
 SIZE = 40  # full preview resolution in these tests
 SMALL = ["data.rays_per_batch=256", "data.frames_per_batch=8", "train.eval_every=0", "train.save_every=0",
-         "train.max_minutes=null", "render.occupancy_resolution=32", "model.grid_log2_size=12"]
+         "train.max_minutes=null", "train.lr_warmup_steps=0", "render.occupancy_resolution=32", "model.grid_log2_size=12"]
 FRONT = (0.0, 1.0, 0.0, 0.0)  # wxyz of a camera looking along −z with image-up +y (OpenCV axes)
 
 
