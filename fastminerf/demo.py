@@ -81,7 +81,8 @@ def contact_sheet(avatar, cast, max_identities: int = 6) -> np.ndarray:
         rows.append(row)
     width = max(len(r) for r in rows)
     blank = np.full_like(rows[0][0], 255)
-    return grid_image([r + [blank] * (width - len(r)) for r in rows])
+    header = ["held-out truth", "render", "transfer truth", "transfer render"]
+    return grid_image([r + [blank] * (width - len(r)) for r in rows], header=header)
 
 
 def say(enabled: bool, msg: str) -> None:

@@ -153,3 +153,21 @@ def test_marching_skips_empty_cells():
     assert (x[:, 0] > 0).all() and (ri == 2).sum() == 0  # ray 2 misses the box
     assert (ri == 0).sum() == 20 and (ri == 1).sum() == 40
     assert torch.all(ri[1:] >= ri[:-1])
+
+
+def test_colour_sigmoid_is_exact_forward_and_recoverable_when_saturated():
+    from fastminerf.model.field import recoverable_sigmoid
+
+    x = torch.tensor([-80.0, -3.0, 0.0, 2.0, 80.0], requires_grad=True)
+    y = recoverable_sigmoid(x)
+    assert torch.equal(y, torch.sigmoid(x.detach()))
+    y.sum().backward()
+    s = torch.sigmoid(x.detach())
+    exact = s * (1 - s)
+    inside = exact > 1e-2
+    assert torch.allclose(x.grad[inside], exact[inside])  # exact where the sigmoid is not saturated
+    assert (x.grad[~inside] >= 1e-2).all()  # a saturated logit still gets a gradient back
+    # one Adam-free gradient step on a black-saturated logit moves it towards a bright target
+    z = torch.tensor([-60.0], requires_grad=True)
+    ((recoverable_sigmoid(z) - 1.0) ** 2).sum().backward()
+    assert z.grad.item() < 0

@@ -46,15 +46,25 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
-def grid_image(tiles: list[list[np.ndarray]], pad: int = 2, fill: int = 255) -> np.ndarray:
-    """Rows × columns of equally sized [h, w, 3] uint8 tiles → one image."""
+def grid_image(tiles: list[list[np.ndarray]], pad: int = 2, fill: int = 255, header: list[str] | None = None) -> np.ndarray:
+    """Rows × columns of equally sized [h, w, 3] uint8 tiles → one image; ``header``: one
+    title per column, drawn in a strip above the first row."""
     h, w = tiles[0][0].shape[:2]
     rows, cols = len(tiles), max(len(r) for r in tiles)
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
+    top = 16 if header else 0
+    out = np.full((top + rows * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
     for i, row in enumerate(tiles):
         for j, t in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            y, x = top + pad + i * (h + pad), pad + j * (w + pad)
             out[y : y + h, x : x + w] = t[..., :3]
+    if header:
+        from PIL import Image, ImageDraw
+
+        img = Image.fromarray(out)
+        draw = ImageDraw.Draw(img)
+        for j, text in enumerate(header[:cols]):
+            draw.text((pad + j * (w + pad) + 3, 2), text, fill=(0, 0, 0))
+        out = np.asarray(img)
     return out
 
 

@@ -46,7 +46,7 @@ def frames_from_cast(avatar: Avatar, cast, frames: np.ndarray, own_latents, key_
         latent = avatar.frame_latents(torch.from_numpy(model_frame[frames]).to(dev))
     if not own.all():
         mean = torch.stack([avatar.identity_latent(int(i)) for i in ids.tolist()])
-        latent = mean if latent is None else torch.where(torch.from_numpy(own).to(dev)[:, None], latent, mean)
+        latent = mean if latent is None else torch.where(torch.from_numpy(own.copy()).to(dev)[:, None], latent, mean)
     return FrameBatch(
         vertices=torch.from_numpy(cast.vertices(frames)).to(dev),
         expression=torch.from_numpy(cast.expressions[frames]).to(dev),
