@@ -5,6 +5,8 @@
 //   gw_j = <g_rgb, c_j> + g_opacity + g_depth m_j + g_weights_j      (m_j: midpoint)
 // and dw_j/dtau_j = T_{j+1}, dw_i/dtau_j = -w_i (i > j):
 //   dL/dsigma_j = (t1_j - t0_j) (gw_j T_{j+1} - sum_{i>j} gw_i w_i),   dL/dc_j = w_j g_rgb.
+// tau_j is capped at FMN_TAU_MAX (as the torch twin caps it); a capped sample gets no
+// sigma gradient (the cap's derivative), so a diverging density cannot return inf/NaN.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +15,17 @@
 
 namespace fmn {
 
+#define FMN_TAU_MAX 50.0f
+
+FMN_HD float capped_tau(float sigma, float delta) { return fminf(sigma * delta, FMN_TAU_MAX); }
+
 FMN_HD void composite_ray_fwd(int64_t r, int64_t b, int64_t e, const float* sigmas, const float* rgbs,
                               const float* t_starts, const float* t_ends, float* rgb, float* opacity, float* depth,
                               float* weights) {
   float trans = 1.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, op = 0.0f, dep = 0.0f;
   for (int64_t j = b; j < e; ++j) {
     const float t0 = t_starts[j], t1 = t_ends[j];
-    const float decay = expf(-sigmas[j] * (t1 - t0));
+    const float decay = expf(-capped_tau(sigmas[j], t1 - t0));
     const float w = trans * (1.0f - decay);
     weights[j] = w;
     c0 += w * rgbs[j * 3];
@@ -57,11 +63,12 @@ FMN_HD void composite_ray_bwd(int64_t r, int64_t b, int64_t e, const float* sigm
   float trans = 1.0f, prefix = 0.0f;
   for (int64_t j = b; j < e; ++j) {
     const float delta = t_ends[j] - t_starts[j];
-    trans *= expf(-sigmas[j] * delta);  // T_{j+1}
+    const float tau = sigmas[j] * delta;
+    trans *= expf(-fminf(tau, FMN_TAU_MAX));  // T_{j+1}
     const float w = weights[j];
     const float gw = weight_cotangent(j, r, rgbs, t_starts, t_ends, g_rgb, g_opacity, g_depth, g_weights);
     prefix += w * gw;
-    g_sigmas[j] = delta * (gw * trans - (total - prefix));
+    g_sigmas[j] = tau < FMN_TAU_MAX ? delta * (gw * trans - (total - prefix)) : 0.0f;
     for (int c = 0; c < 3; ++c) g_rgbs[j * 3 + c] = w * g_rgb[r * 3 + c];
   }
 }

@@ -142,6 +142,34 @@ def test_compositing_matches_nerfacc():
     torch.testing.assert_close(out["rgb"], ref_rgb, atol=1e-5, rtol=1e-5)
 
 
+def test_a_diverging_density_stays_in_its_own_ray():
+    """One huge or infinite σ must not touch other rays (the float64 running sum of the
+    torch twin spans the whole batch) nor turn into NaN, forward or backward."""
+    from fastminerf.model.field import trunc_exp
+
+    g = torch.Generator().manual_seed(1)
+    R, S = 6, 10
+    ri = torch.arange(R).repeat_interleave(S)
+    ts = torch.linspace(0, 1, S).repeat(R)
+    te = ts + 0.1
+    sig = (torch.rand(R * S, generator=g) * 5).requires_grad_()
+    rgb = torch.rand(R * S, 3, generator=g)
+    clean = composite_torch(sig, rgb, ts, te, ri, R, background=torch.ones(3))
+    for spike in (1e30, float("inf")):
+        s2 = sig.detach().clone()
+        s2[S + 3] = spike  # ray 1
+        s2.requires_grad_()
+        out = composite_torch(s2, rgb, ts, te, ri, R, background=torch.ones(3))
+        keep = torch.arange(R) != 1
+        assert torch.equal(out["rgb"][keep], clean["rgb"][keep].detach())
+        assert torch.isfinite(out["rgb"]).all() and (out["opacity"] <= 1 + 1e-6).all()
+        out["rgb"].sum().backward()
+        assert torch.isfinite(s2.grad).all()
+    x = torch.tensor([0.0, 100.0, 1e4], requires_grad=True)
+    y = trunc_exp(x)
+    assert torch.isfinite(y).all() and torch.isfinite(torch.autograd.grad(y.sum(), x)[0]).all()
+
+
 def test_marching_skips_empty_cells():
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1])
     grid = torch.zeros(8, 8, 8, dtype=torch.bool)

@@ -52,6 +52,26 @@ def test_resume_continues_exactly(cast_dir, tmp_path):
     assert resumed[1] == pytest.approx(uninterrupted[1], rel=1e-4)
 
 
+def test_non_finite_steps_are_skipped_then_training_stops(cast_dir, tmp_path, monkeypatch):
+    from fastminerf.train import trainer as trainer_mod
+
+    cfg = load_config("tiny_cpu", SMALL + ["train.steps=50"])
+    t = Trainer(cfg, load_cast([cast_dir]), tmp_path)
+    t.train_step()
+    before = {k: v.detach().clone() for k, v in t.avatar.named_parameters()}
+    monkeypatch.setattr(trainer_mod, "photometric", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True) * a[0].sum())
+    st = t.train_step()  # NaN loss: counted, weights untouched
+    assert st.loss != st.loss and t.bad_steps == 1
+    assert all(torch.equal(before[k], v) for k, v in t.avatar.named_parameters())
+    with pytest.raises(trainer_mod.TrainingDiverged, match="diverged"):
+        for _ in range(Trainer.MAX_BAD_STEPS):
+            t.train_step()
+    monkeypatch.undo()
+    t.bad_steps = 0
+    t.train_step()
+    assert t.bad_steps == 0
+
+
 def test_checkpoint_write_is_atomic(cast_dir, tmp_path, monkeypatch):
     cfg = load_config("tiny_cpu", SMALL + ["train.steps=1"])
     t = Trainer(cfg, load_cast([cast_dir]), tmp_path)

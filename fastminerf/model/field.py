@@ -21,12 +21,14 @@ from ..ops.hashgrid import HashGridSpec, hash_grid_encode
 
 
 class _TruncExp(torch.autograd.Function):
-    """exp with the gradient clamped (Instant-NGP's density activation)."""
+    """exp with the gradient clamped (Instant-NGP's density activation). The forward is
+    capped at exp(30) ≈ 1e13, far past opaque for any step, so a diverging pre-activation
+    gives a large σ, never inf (inf × an outside-the-box mask of 0 is NaN)."""
 
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        return torch.exp(x.clamp(max=30.0))
 
     @staticmethod
     def backward(ctx, g):

@@ -7,17 +7,24 @@ sample belongs to, ``t_starts/t_ends[S]`` its interval. For each ray
     C = Σ w_j c_j + (1 − Σ w_j) · background.
 
 The torch twin forms the per-ray exclusive sums from one global cumulative sum in float64
-(minus each ray's value at its first sample), which stays exact for long batches.
+(minus each ray's value at its first sample), which stays exact for long batches. Each
+optical depth σ_j δ_j is capped at :data:`TAU_MAX` first: one huge (or infinite) σ would
+otherwise swamp the float64 running sum and corrupt the transmittance of every *later ray*
+in the batch (seen: a diverging density spike gave weights > 1 batch-wide, then NaN). The
+cap changes nothing visible: exp(−TAU_MAX) ≈ 1e-22.
 """
 from __future__ import annotations
 
 import torch
 
+#: largest optical depth of one sample (α = 1 − e^−50 is 1 in float32)
+TAU_MAX = 50.0
+
 
 def render_weights_torch(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor, n_rays: int):
     """Weights of packed samples: sigmas, t_starts, t_ends, ray_indices [S] → weights [S],
     transmittance [S] (before each sample), alphas [S]."""
-    tau = sigmas * (t_ends - t_starts)
+    tau = (sigmas * (t_ends - t_starts)).clamp(max=TAU_MAX)
     incl = torch.cumsum(tau.double(), 0)
     excl = incl - tau.double()
     if tau.shape[0] == 0:

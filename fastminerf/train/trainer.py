@@ -23,6 +23,7 @@ import torch
 from ..config import Config, save_config
 from ..data.cast import Cast, load_cast
 from ..data.rays import RayBatcher
+from ..errors import InputError
 from ..eval.evaluate import evaluate_cast
 from ..model.avatar import Avatar, CastInfo, FrameBatch
 from ..ops._backend import resolve_backend
@@ -102,6 +103,13 @@ class Scope:
                      bool(d.get("refresh_occupancy", True)), d.get("origin"))
 
 
+class TrainingDiverged(InputError):
+    """Training produced NaN/inf for many steps in a row (printed as one line by the CLI)."""
+
+    def __init__(self, problem: str):
+        super().__init__(None, problem)
+
+
 @dataclass
 class StepStats:
     loss: float
@@ -142,6 +150,7 @@ class Trainer:
         self.opt = make_optimizer(self.avatar, cfg, self.scope.frozen)
         self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio, tc.lr_warmup_steps)
         self.step = 0
+        self.bad_steps = 0
         if start is None:
             self._init_occupancy()
         else:
@@ -210,7 +219,8 @@ class Trainer:
             loss = loss + self.cfg.model.residual_weight * out["offset_sq"].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        if self._finite_update(loss):
+            self.opt.step()
         self.sched.step()
         self.step += 1
         if self.scope.refresh_occupancy and self._occupancy_due():
@@ -218,6 +228,23 @@ class Trainer:
         with torch.no_grad():
             mse = (out["rgb"] - target).pow(2).mean()
         return StepStats(float(loss.detach()), float(-10 * torch.log10(mse.clamp_min(1e-10))), out["n_samples"], time.perf_counter() - t0)
+
+    #: consecutive steps with a non-finite loss or gradient before training stops
+    MAX_BAD_STEPS = 20
+
+    def _finite_update(self, loss: torch.Tensor) -> bool:
+        """False (the optimizer step is skipped) when the loss or any gradient is NaN/inf, so
+        one bad batch never reaches the weights or a checkpoint. Raises
+        :class:`TrainingDiverged` after :data:`MAX_BAD_STEPS` such steps in a row."""
+        grads = [p.grad for g in self.opt.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else loss
+        ok = bool(torch.isfinite(loss + norm))
+        self.bad_steps = 0 if ok else self.bad_steps + 1
+        if self.bad_steps >= self.MAX_BAD_STEPS:
+            raise TrainingDiverged(f"training diverged: {self.bad_steps} steps in a row with a NaN/inf loss or gradient "
+                                   f"(step {self.step + 1}); the checkpoints in {self.run_dir / 'checkpoints'} are from "
+                                   "before it. Lower train.lr_mlp / train.lr_grid or use another conditioning.")
+        return ok
 
     def _occupancy_due(self) -> bool:
         every = max(1, min(self.step // 16, self.cfg.render.occupancy_update_every))
