@@ -59,6 +59,7 @@ VARIANTS = [
     ("H3", "high-degree H, N = 3"),
     ("H4", "high-degree H, N = 4"),
     ("M_nolatent", "M without per-frame latent codes"),
+    ("M_nodrop", "M without expression dropout (MI-NeRF as published)"),
     ("M_latent", "M with l inside the module (three-way product)"),
     ("M_o256", "M with output size o = 256"),
     ("concat_learned", "[W2 e; W3 i]"),

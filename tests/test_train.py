@@ -72,6 +72,16 @@ def test_non_finite_steps_are_skipped_then_training_stops(cast_dir, tmp_path, mo
     assert t.bad_steps == 0
 
 
+def test_expression_dropout_replaces_whole_frames_by_the_mean(cast_dir, tmp_path):
+    t = Trainer(load_config("tiny_cpu", SMALL + ["train.steps=1"]), load_cast([cast_dir]), tmp_path)
+    e = torch.rand(64, t.avatar.expr_mean.shape[0]) + 5.0
+    assert torch.equal(t.drop_expressions(e, 0.0), e)
+    assert torch.equal(t.drop_expressions(e, 1.0), t.avatar.expr_mean.expand_as(e))
+    half = t.drop_expressions(e, 0.5)
+    dropped = (half == t.avatar.expr_mean).all(1)
+    assert torch.equal(half[~dropped], e[~dropped]) and 10 < int(dropped.sum()) < 54
+
+
 def test_checkpoint_write_is_atomic(cast_dir, tmp_path, monkeypatch):
     cfg = load_config("tiny_cpu", SMALL + ["train.steps=1"])
     t = Trainer(cfg, load_cast([cast_dir]), tmp_path)

@@ -17,7 +17,7 @@ def _positive(kind):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth", help="write a synthetic cast with ground truth (procedural heads, talking motion)",
-        description="Render N procedural identities talking (train 90 %% / test 10 %%), cross-reenactment ground "
+        description="Render N procedural identities talking (train 90 % / test 10 %), cross-reenactment ground "
                     "truth under DIR/<A>/transfer/<B>/, DIR/cast.json and DIR/contact_sheet.png. "
                     "Same arguments give the same bytes.")
     p.add_argument("--identities", type=int, default=10, metavar="N", help="number of identities (default 10)")

@@ -193,6 +193,12 @@ class Trainer:
             keys=[(self.token, int(x)) for x in f],
         )
 
+    def drop_expressions(self, expression: torch.Tensor, p: float) -> torch.Tensor:
+        """[K, E] → [K, E]: each frame's row replaced by the training mean with probability
+        ``p`` (drawn from the run's generator, so resuming stays exact)."""
+        drop = (torch.rand(expression.shape[0], generator=self.gen) < p).to(expression.device)
+        return torch.where(drop[:, None], self.avatar.expr_mean.expand_as(expression), expression)
+
     def background(self, n: int) -> torch.Tensor:
         mode = self.cfg.render.background
         if mode == "random":
@@ -205,6 +211,8 @@ class Trainer:
         batch = self.batcher.sample()
         frames, slots = torch.unique(batch.frame, return_inverse=True)
         fb = self.frame_batch(frames)
+        if tc.expression_dropout > 0:
+            fb.expression = self.drop_expressions(fb.expression, tc.expression_dropout)
         bg = self.background(len(batch))
         out = self.avatar.render_rays(batch.origins, batch.directions, slots, fb, bg)
         alpha = batch.rgba[:, 3:]
