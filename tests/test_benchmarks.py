@@ -141,6 +141,14 @@ def test_bad_cast_folder_is_one_line(script, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_real_avatar_missing_clip_is_one_line(tmp_path):
+    r = bench("real_avatar.py", "--videos", str(tmp_path), "--clips", "nobody", "--out", str(tmp_path / "out"),
+              "--work", str(tmp_path / "work"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no clip nobody (.mp4); the shared data is needed for this benchmark"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message shown without a GPU")
 def test_gpu_mode_without_gpu_says_so():
     r = bench("train_time.py")
