@@ -63,8 +63,8 @@ FMN_HD void composite_ray_bwd(int64_t r, int64_t b, int64_t e, const float* sigm
   float trans = 1.0f, prefix = 0.0f;
   for (int64_t j = b; j < e; ++j) {
     const float delta = t_ends[j] - t_starts[j];
-    const float tau = sigmas[j] * delta;
-    trans *= expf(-fminf(tau, FMN_TAU_MAX));  // T_{j+1}
+    const float tau = capped_tau(sigmas[j], delta);
+    trans *= expf(-tau);  // T_{j+1}
     const float w = weights[j];
     const float gw = weight_cotangent(j, r, rgbs, t_starts, t_ends, g_rgb, g_opacity, g_depth, g_weights);
     prefix += w * gw;
