@@ -526,6 +526,25 @@ def test_composite_matches_twin(ops, bg):
 
 
 @GPU
+def test_composite_diverging_density_matches_twin(ops):
+    """Huge and infinite σ: both compositors cap the optical depth the same way (values and
+    σ gradients), and nothing becomes NaN."""
+    R = 200
+    sig, rgb, t0, t1, ri = _packed(R, 15, "cuda")
+    sig = sig.clone()
+    sig[::11] = 1e30
+    sig[5::23] = float("inf")
+    sig.requires_grad_()
+    ref = composite_torch(sig, rgb, t0, t1, ri, R, None)
+    out = ops.composite(sig, rgb, t0, t1, ri, R, None)
+    torch.testing.assert_close(out["rgb"], ref["rgb"], atol=1e-5, rtol=1e-4)
+    (cs,) = torch.autograd.grad(out["rgb"].sum(), sig)
+    (rs,) = torch.autograd.grad(ref["rgb"].sum(), sig)
+    assert torch.isfinite(cs).all() and torch.isfinite(rs).all()
+    torch.testing.assert_close(cs, rs, atol=1e-4, rtol=1e-3)
+
+
+@GPU
 def test_composite_without_samples(ops):
     z = torch.zeros(0, device="cuda")
     out = ops.composite(z, torch.zeros(0, 3, device="cuda"), z, z, torch.zeros(0, dtype=torch.long, device="cuda"), 4,
