@@ -129,3 +129,23 @@ def test_render_and_eval_commands(cast_dir, tmp_path, capsys):
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     assert main(["eval", "--checkpoint", str(tmp_path / "bad.ckpt")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_transfer_eval_with_the_identitys_own_mean_expression(tmp_path):
+    """evaluate_transfer(expression_of_a=True) keeps the pairs and the driven meshes but
+    conditions on A's mean expression (benchmarks/expression_leak.py)."""
+    from fastminerf.api import load_avatar, cast_of
+    from fastminerf.data.synth.cast import synthesize_cast
+    from fastminerf.eval.evaluate import evaluate_transfer
+
+    root = tmp_path / "cast"
+    synthesize_cast(root, n_identities=2, n_frames=10, size=32, seed=1, write_obj=False, workers=1, progress=False,
+                    contact_tile=32)
+    run, _ = train(load_config("tiny_cpu", SMALL + ["train.steps=2"]), [root], tmp_path / "runs", progress=False)
+    avatar = load_avatar(run, device="cpu")[0].eval()
+    with torch.no_grad():
+        avatar.conditioning.W2.weight.mul_(50.0)  # make the expression code matter after 2 steps
+    cast = cast_of(avatar)
+    own, mean = (evaluate_transfer(avatar, cast, 1, expression_of_a=m) for m in (False, True))
+    assert set(own["transfer_pairs"]) == set(mean["transfer_pairs"]) == {"id000<-id001", "id001<-id000"}
+    assert own["transfer_psnr"] != mean["transfer_psnr"]

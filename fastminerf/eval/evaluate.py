@@ -67,7 +67,8 @@ def evaluate_cast(avatar, cast, split: str = "test", frames_per_identity: int | 
 
 
 @torch.no_grad()
-def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, background: str = "white") -> dict:
+def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, background: str = "white",
+                      expression_of_a: bool = False) -> dict:
     """Transfer PSNR against cross-reenactment ground truth (``<A>/transfer/<B>/`` folders).
 
     Identity A is driven by B's held-out frames through the same code path as
@@ -75,7 +76,9 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
     neutral mesh, B's expressions and head poses); compared with the ground truth render.
     ``cast`` may hold more identities than the model was trained on: identities the model
     does not know are skipped as A but serve as drivers B (unseen people's expressions).
-    Returns {} when the cast has no transfer folders.
+    ``expression_of_a``: condition on A's mean training expression instead of B's (mesh and
+    pose stay B's) — how much identity travels through the expression code
+    (benchmarks/expression_leak.py). Returns {} when the cast has no transfer folders.
     """
     from ..data.layout import read_identity
     from ..render.transfer import driven_frames
@@ -95,8 +98,11 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
             src = _driver_frames(sub, cast, b_idx)
             keep = _pick(np.arange(len(src)), frames_per_pair)
             pp, sp = [], []
+            mean_e = cast.expressions[cast.frames("train", a_idx)].mean(0, keepdims=True) if expression_of_a else None
             for j in keep:
                 fb, c2h, K = driven_frames(avatar, cast, a_idx, np.array([src[j]]))
+                if mean_e is not None:
+                    fb.expression = torch.from_numpy(mean_e).to(fb.expression.device)
                 out = render_image(avatar, fb, c2h[0], K[0], cast.height, cast.width, bg)
                 target = composite_target(gt.image(int(j)), bg).to(out["rgb"].device)
                 pp.append(psnr(out["rgb"], target))
