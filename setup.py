@@ -1,15 +1,23 @@
-"""fastminerf: one hash-grid radiance field for many people (MI-NeRF on an INSTA-style field).
+"""Build script beside pyproject.toml (which holds the metadata, dependencies and version).
+
+It does what needs code: the package list with ``configs/`` and ``csrc/`` shipped inside the
+wheel (``fastminerf/configs``, ``fastminerf/csrc``; in the repository they stay top-level
+folders), and the optional ahead-of-time CUDA build.
 
 Install: ``pip install -e .`` (CPU machines take the local torch 2.13.0 CPU build through the
-exact pin below). GPU machines with their own torch: ``pip install --no-deps -e .``.
-The CUDA kernels in csrc/ are compiled lazily on first GPU use, never at import. To build
-them ahead of time instead (into ``fastminerf._C``), on a machine with nvcc and a CUDA
-torch: ``FASTMINERF_BUILD_CUDA=1 pip install --no-deps --no-build-isolation -e .``.
+exact pin). GPU machines with their own torch: ``pip install --no-deps -e .``. The CUDA
+kernels in csrc/ are compiled lazily on first GPU use, never at import. To build them ahead
+of time instead (into ``fastminerf._C``), on a machine with nvcc and a CUDA torch:
+``FASTMINERF_BUILD_CUDA=1 pip install --no-deps --no-build-isolation -e .``.
 """
 import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+#: folders shipped inside the package: package name → folder in the repository
+RESOURCE_PACKAGES = {"fastminerf.configs": "configs", "fastminerf.configs.variants": "configs/variants",
+                     "fastminerf.csrc": "csrc"}
 
 
 def cuda_extension() -> dict:
@@ -26,43 +34,13 @@ def cuda_extension() -> dict:
 
 
 setup(
-    name="fastminerf",
-    version="0.1.0",
-    description="Multi-identity talking-head NeRF (MI-NeRF) on a mesh-embedded hash-grid field",
-    python_requires=">=3.10",
-    packages=find_packages(include=["fastminerf", "fastminerf.*"]),
-    package_data={"fastminerf": ["configs/*.yaml", "data/preprocess/*.json"]},
-    install_requires=[
-        # exact pin: our CPU machines install this from local disk; an open range pulls a CUDA build
-        "torch==2.13.0",
-        "numpy>=1.24",
-        "pillow>=9",
-        "pyyaml>=6",
-        "rich>=13",
-        "trimesh>=4",
-        "warp-lang>=1.5",
-        "imageio>=2.30",
-        "imageio-ffmpeg>=0.5",
-        # KD-tree lookups in the synthetic cast (freckle patterns: 5 ms per frame instead of 170 ms brute force)
-        "scipy>=1.10",
-    ],
-    extras_require={
-        "test": ["pytest>=7", "nerfacc==0.5.3", "viser==1.1.1"],
-        # benchmarks/train_time.py plots (PNG); the benchmarks run without it with --no-plot
-        "bench": ["matplotlib>=3.5"],
-        # `fastminerf preprocess` (video → identity). MediaPipe 0.10.21 is the last release that
-        # bundles the face-mesh / face-detection / selfie-segmentation models (offline); it needs
-        # numpy<2 and protobuf<5. OpenCV 4.x (5.x dropped the Haar cascades).
-        "preprocess": [
-            "mediapipe==0.10.21",
-            "protobuf>=4.25,<5",
-            "numpy>=1.24,<2",
-            "opencv-contrib-python>=4.8,<5",
-            "scipy>=1.10",
-        ],
-        # fastminerf preview / train --preview: the wheel carries the built web client (works offline)
-        "preview": ["viser==1.1.1"],
+    packages=find_packages(include=["fastminerf", "fastminerf.*"]) + list(RESOURCE_PACKAGES),
+    package_dir=RESOURCE_PACKAGES,
+    package_data={
+        "fastminerf.configs": ["*.yaml"],
+        "fastminerf.configs.variants": ["*.yaml"],
+        "fastminerf.csrc": ["*.cu", "*.cuh", "*.h", "*.cpp", "*.json", "*.md"],
+        "fastminerf.data.preprocess": ["*.json"],
     },
-    entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
     **cuda_extension(),
 )

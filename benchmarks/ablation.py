@@ -34,38 +34,32 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout's package,
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import RESULTS, environment, md_table, pick_device, sync  # noqa: E402
-from runs import (BenchError, cast_facts, csv_text, dumps, ensure_cast, fail, identity_dirs, load_averages, load_subset,  # noqa: E402
-                  quality, set_threads, threads_arg, warm_up, write_all)
-
-from fastminerf.config import load_variant  # noqa: E402
+from fastminerf.config import load_variant, variant_names  # noqa: E402
 from fastminerf.errors import InputError  # noqa: E402
-from fastminerf.render.views import background_color, frames_from_cast, render_image  # noqa: E402
+from fastminerf.model.frames import frames_from_cast
+from fastminerf.render.views import background_color, render_image  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
 
-#: (variant preset in configs/variants/, what it is), in the order of the table
-VARIANTS = [
-    ("baseline", "[e, i] concatenated, no module"),
-    ("A1", "W2 e + W3 i"),
-    ("A2", "(e * i) + W2 e + W3 i"),
-    ("A3", "W1(e * i) + W1 e + W1 i"),
-    ("A4", "W1(e * i)"),
-    ("A5", "(W2 e) * (W3 i) + W2 e + W3 i"),
-    ("A6", "W1(e * i) + W2 e + W3 i"),
-    ("A7", "W ×2 e ×3 i (full tensor)"),
-    ("M", "C[(U1 e) * (U2 i)] + W2 e + W3 i, k = 8"),
-    ("M_k32", "M with k = 32"),
-    ("H2", "high-degree H, N = 2"),
-    ("H3", "high-degree H, N = 3"),
-    ("H4", "high-degree H, N = 4"),
-    ("M_nolatent", "M without per-frame latent codes"),
-    ("M_nodrop", "M without expression dropout (MI-NeRF as published)"),
-    ("M_latent", "M with l inside the module (three-way product)"),
-    ("M_o256", "M with output size o = 256"),
-    ("concat_learned", "[W2 e; W3 i]"),
-    ("M_residual", "M also drives a residual offset Δx"),
-    ("M_mouthgate", "M reaches σ only for mouth samples (INSTA)"),
-]
+from common import RESULTS, environment, md_table, pick_device, sync  # noqa: E402
+from runs import (  # noqa: E402
+    BenchError,
+    cast_facts,
+    csv_text,
+    dumps,
+    ensure_cast,
+    fail,
+    identity_dirs,
+    load_averages,
+    load_subset,
+    quality,
+    set_threads,
+    threads_arg,
+    warm_up,
+    write_all,
+)
+
+#: the variant presets of configs/variants/ (what each is: its ``description``), in table order
+VARIANTS = {name: load_variant(name).description for name in variant_names()}
 REFERENCE = "M"
 MODES = {
     "cpu-tiny": dict(identities=3, frames=60, size=64, base="tiny_cpu", steps=300, transfer_frames=3,
@@ -80,7 +74,7 @@ CSV_COLUMNS = ["variant", "seed", "description", "cond_params", "steps", "heldou
 
 def variant_list(text: str) -> list[str]:
     """argparse type: comma-separated variant names, each from :data:`VARIANTS`."""
-    known = [v for v, _ in VARIANTS]
+    known = list(VARIANTS)
     names = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in names if x not in known]
     if not names or bad:
@@ -111,8 +105,8 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Defaults in brackets are the GPU / --cpu-tiny values.")
     ap.add_argument("--cpu-tiny", action="store_true", help="the CPU mode: 3 identities at 64², 300 steps per variant")
-    ap.add_argument("--variants", type=variant_list, default=[v for v, _ in VARIANTS],
-                    help="comma-separated subset of: " + ", ".join(v for v, _ in VARIANTS))
+    ap.add_argument("--variants", type=variant_list, default=list(VARIANTS),
+                    help="comma-separated subset of: " + ", ".join(VARIANTS))
     ap.add_argument("--steps", type=positive_int, help="training steps per variant [10000 / 300]")
     ap.add_argument("--noise-seeds", type=int, default=1,
                     help=f"extra seeds of the reference variant {REFERENCE} (the table's noise floor; 0 = none)")
@@ -213,7 +207,7 @@ def run_variant(name: str, seed: int, cast, args, want_render: bool) -> tuple[di
             print(f"  [{label}] step {k + 1}/{args.steps}  loss {loss:.4f}  {wall:.0f} s", flush=True)
     q = quality(trainer.avatar, cast, cast, cfg.render.eval_background, args.transfer_frames)
     load_after = load_averages()
-    desc = dict(VARIANTS)[name]
+    desc = VARIANTS[name]
     row = {"variant": label, "seed": seed, "description": desc,
            "cond_params": sum(p.numel() for p in trainer.avatar.conditioning.parameters()), "steps": trainer.step,
            **{k: q[k] for k in ("heldout_psnr", "heldout_ssim", "heldout_psnr_masked", "transfer_psnr", "transfer_ssim")},

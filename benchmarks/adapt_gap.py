@@ -255,7 +255,7 @@ def markdown(r: dict) -> str:
         "",
         "## Transfer PSNR against cross-reenactment ground truth (same cast, same budget)",
         "",
-        f"| pair (A<-driver) | M | baseline |",
+        "| pair (A<-driver) | M | baseline |",
         "|---|---|---|",
         *[f"| {k} | {pairs_m[k]:.2f} | {pairs_b.get(k, float('nan')):.2f} |" for k in sorted(pairs_m)],
         f"| **mean** | **{t['M']:.2f}** | **{t['baseline']:.2f}** |",
@@ -315,8 +315,9 @@ def figure(r: dict, path: Path) -> None:
 def frames_sheet(work: Path, run_b: Path, adapted: dict, adapted_p: dict, path: Path) -> None:
     """One held-out frame of id003: ground truth | B | A + adapt | A + adapt + personalize."""
     from fastminerf.api import cast_of, load_avatar
+    from fastminerf.model.frames import frames_from_cast
     from fastminerf.render.video import grid_image, to_uint8, write_image
-    from fastminerf.render.views import background_color, composite_target, frames_from_cast, render_image
+    from fastminerf.render.views import background_color, composite_target, render_image
 
     tiles = []
     for ckpt in (run_b, adapted["checkpoint"], adapted_p["checkpoint"]):

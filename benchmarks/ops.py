@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment, md_table, pick_device, sphere, timeit, write_results  # noqa: E402
-
 from fastminerf.ops import _backend  # noqa: E402
 from fastminerf.ops.composite import composite_torch  # noqa: E402
 from fastminerf.ops.embed import MeshSet  # noqa: E402
 from fastminerf.ops.hashgrid import HashGridSpec, hash_grid_encode_torch  # noqa: E402
 from fastminerf.ops.march import march_rays_torch  # noqa: E402
+
+from common import RESULTS, environment, md_table, pick_device, sphere, timeit, write_results  # noqa: E402
 
 
 def sizes(device: torch.device, quick: bool) -> dict:
@@ -71,7 +71,7 @@ def cases(device: torch.device, sz: dict, ops):
     pts = (torch.randn(N, 3, generator=g) * 0.06 + torch.nn.functional.normalize(torch.randn(N, 3, generator=g), dim=-1) * 0.1).to(device)
     slots = torch.randint(K, (N,), generator=g).to(device)
     label = f"nearest triangle ({K} meshes x {len(f)} faces)"
-    runs = {"torch": lambda: MeshSet(verts, faces, backend="cpu").nearest(pts, slots)}
+    runs = {"torch": lambda: MeshSet(verts, faces, search="warp").nearest(pts, slots)}
     if ops:
         runs["cuda (build + query)"] = lambda: ops.nearest_triangle(pts, slots, verts, faces)
         bvh = ops.build_bvh(verts, faces)

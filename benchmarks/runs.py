@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from fastminerf.data.cast import load_cast
-from fastminerf.eval.evaluate import evaluate_cast, evaluate_transfer
 from fastminerf.errors import InputError
+from fastminerf.eval.evaluate import evaluate_cast, evaluate_transfer
 
 
 class BenchError(Exception):

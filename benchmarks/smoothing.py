@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from adapt_gap import RESULTS, load, machine, write_atomic  # noqa: E402
 
 

@@ -24,9 +24,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastminerf.data.synth.appearance import Light  # noqa: E402
-from fastminerf.data.synth.cast import default_camera, make_member  # noqa: E402
+from fastminerf.data.synth.cast import make_member  # noqa: E402
 from fastminerf.data.synth.head import build_synth_head  # noqa: E402
-from fastminerf.data.synth.render import rasterize, render_frame, to_camera  # noqa: E402
+from fastminerf.data.synth.render import (  # noqa: E402
+    default_camera,  # noqa: E402
+    rasterize,
+    render_frame,
+    to_camera,
+)
 
 
 def _time(fn, repeats: int) -> float:

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment, make_cast, md_table, pick_device, sync, write_results  # noqa: E402
-
 from fastminerf.config import load_config  # noqa: E402
 from fastminerf.data.cast import load_cast  # noqa: E402
+from fastminerf.model.frames import frames_from_cast
 from fastminerf.ops import _backend  # noqa: E402
-from fastminerf.render.views import frames_from_cast, render_image  # noqa: E402
+from fastminerf.render.views import render_image  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
+
+from common import RESULTS, environment, make_cast, md_table, pick_device, sync, write_results  # noqa: E402
 
 
 def peak_memory_mb(device: torch.device) -> float:

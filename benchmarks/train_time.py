@@ -38,14 +38,31 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout's package,
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import RESULTS, environment, md_table, pick_device  # noqa: E402
-from runs import (BenchError, cast_facts, csv_text, warm_up, dumps, ensure_cast, fail, figure_png, fit_power_law, identity_dirs,  # noqa: E402
-                  load_averages, load_subset, quality, require_matplotlib, set_threads, threads_arg, write_all)
-
 from fastminerf.config import load_config  # noqa: E402
 from fastminerf.errors import InputError  # noqa: E402
 from fastminerf.train.target import METRICS, eval_steps, train_to_target  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
+
+from common import RESULTS, environment, md_table, pick_device  # noqa: E402
+from runs import (  # noqa: E402
+    BenchError,
+    cast_facts,
+    csv_text,
+    dumps,
+    ensure_cast,
+    fail,
+    figure_png,
+    fit_power_law,
+    identity_dirs,
+    load_averages,
+    load_subset,
+    quality,
+    require_matplotlib,
+    set_threads,
+    threads_arg,
+    warm_up,
+    write_all,
+)
 
 MODES = {
     # 64² cast, 1024 rays per step: a 1-identity model passes 18 dB in ~1–2 min on a loaded 2-core CPU

@@ -16,17 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .api import cast_of, load_avatar, render_sequence
 from .config import load_config
+from .data.layout import read_identity
+from .data.synth.cast import synthesize_cast
+from .files import write_json
+from .model.frames import frames_from_cast
+from .model.loading import cast_of, load_avatar
+from .render.sequence import render_sequence
+from .render.transfer import driven_frames
 from .render.video import grid_image, to_uint8, write_image, write_video
+from .render.views import background_color, composite_target, render_image
 from .train.trainer import train
 
 
-def run_demo(out: str | Path, minutes: float = 3.0, identities: int = 3, frames: int = 40, size: int = 128, seed: int = 0,
+def run_demo(out: str | Path, *, minutes: float = 3.0, identities: int = 3, frames: int = 40, size: int = 128, seed: int = 0,
              config: str = "tiny_cpu", overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Run the demo; returns the metrics (also written to ``out/metrics.json``)."""
-    from .data.synth.cast import synthesize_cast
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -48,19 +53,13 @@ def run_demo(out: str | Path, minutes: float = 3.0, identities: int = 3, frames:
     write_image(out / "contact_sheet.png", contact_sheet(avatar, cast))
     metrics.update(lpips=None, run=str(run_dir), step=avatar.step, seconds={
         "synthesis": round(t_synth, 1), "training": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)})
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    tmp.replace(out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
 @torch.no_grad()
 def contact_sheet(avatar, cast, max_identities: int = 6) -> np.ndarray:
     """Rows: identities. Columns: held-out GT | render, then A driven by B: GT | render."""
-    from .data.layout import read_identity
-    from .render.views import background_color, composite_target, frames_from_cast, render_image
-    from .render.transfer import driven_frames
-
     bg = background_color(avatar.rc.eval_background, avatar.canonical.device)
     rows = []
     for k in range(min(cast.n_identities, max_identities)):

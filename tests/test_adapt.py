@@ -13,14 +13,17 @@ from fastminerf.api import cast_of, load_avatar, render_sequence
 from fastminerf.cli import main
 from fastminerf.config import load_config
 from fastminerf.data.cast import load_cast
+from fastminerf.data.expressions import read_expression_sequence
 from fastminerf.data.rays import RayBatcher
 from fastminerf.eval.metrics import flicker
+from fastminerf.model.checkpoint import latest_checkpoint, load_checkpoint
+from fastminerf.model.frames import frames_from_cast
 from fastminerf.render.smooth import smooth_sequence
-from fastminerf.render.transfer import driven_frames, expression_frames, read_expression_sequence
-from fastminerf.render.views import background_color, frames_from_cast, render_image
+from fastminerf.render.transfer import driven_frames, expression_frames
+from fastminerf.render.views import background_color, render_image
 from fastminerf.train.adapt import add_identity, personalize
-from fastminerf.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastminerf.train.trainer import train
+
 from fixtures import make_identity
 
 SMALL = ["data.rays_per_batch=256", "data.frames_per_batch=8", "train.eval_every=0", "train.save_every=0",
@@ -206,7 +209,9 @@ def test_expressions_constant_in_training_are_ignored(data):
     up the conditioning when a new identity or a driver uses it."""
     import dataclasses
 
-    from fastminerf.model.avatar import EXPR_STD_FLOOR, Avatar, FrameBatch
+    from fastminerf.model.avatar import Avatar
+    from fastminerf.model.cast_info import EXPR_STD_FLOOR
+    from fastminerf.model.frames import FrameBatch
 
     root, run = data
     avatar, cfg = load_avatar(run, device="cpu")
@@ -217,5 +222,5 @@ def test_expressions_constant_in_training_are_ignored(data):
     e[1, 2] = 500.0
     fb = FrameBatch(vertices=torch.zeros(2, 1, 3), expression=e, identity=torch.zeros(2, dtype=torch.long),
                     latent=torch.zeros(2, a.latent_dim))
-    m = a.condition(fb)[2]
+    m = a.condition(fb).module
     torch.testing.assert_close(m[0], m[1])

@@ -15,12 +15,24 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from test_cuda_ops import (
+    NVCC,
+    ROOT,
+    SPECS,
+    _check_first_hit,
+    _check_nearest,
+    _gen,
+    _grid_points,
+    _hit_rays,
+    _meshes,
+    _packed,
+    _rays,
+)
 
 from fastminerf.ops.composite import composite_torch
 from fastminerf.ops.embed import first_hit_torch
 from fastminerf.ops.hashgrid import grid_indices, hash_grid_encode_torch
 from fastminerf.ops.march import march_rays_torch
-from test_cuda_ops import NVCC, ROOT, SPECS, _check_first_hit, _check_nearest, _gen, _grid_points, _hit_rays, _meshes, _packed, _rays
 
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDA_HOME or put nvcc on PATH)")
 

@@ -252,8 +252,8 @@ def test_precision_options_on_cpu():
     with pytest.raises(ValueError, match="precision"):
         hash_grid_encode(x, table, spec, precision="fp8")
     with pytest.raises(ValueError, match="mlp_precision"):
-        RadianceField(spec, 0, 0, mlp_precision="fp16")
-    f = RadianceField(spec, 0, 0, mlp_precision="bf16")  # ignored on CPU tensors
+        RadianceField(spec, mlp_precision="fp16")
+    f = RadianceField(spec, mlp_precision="bf16")  # ignored on CPU tensors
     sigma, rgb = f(x, torch.nn.functional.normalize(torch.randn(50, 3, generator=_gen(2)), dim=-1))
     assert sigma.dtype == rgb.dtype == torch.float32
 
@@ -421,7 +421,7 @@ def test_nearest_triangle_edge_cases(ops):
 @GPU
 def test_meshset_cuda_builds_once(ops):
     verts, faces = _meshes(3, K=3)
-    ms = MeshSet(verts.cuda(), faces.cuda(), backend="cuda")
+    ms = MeshSet(verts.cuda(), faces.cuda(), search="cuda")
     pts = (torch.rand(1000, 3, generator=_gen(10)) - 0.5).mul(0.5).cuda()
     sl = torch.randint(3, (1000,), generator=_gen(11)).cuda()
     f1, d1 = ms.nearest(pts, sl)
@@ -453,7 +453,7 @@ def test_first_hit_matches_brute_force(ops):
     ref = first_hit_torch(o, d, sl, verts, faces)
     t = ops.first_hit(o.cuda(), d.cuda(), sl.cuda(), verts.cuda(), faces.cuda())
     _check_first_hit(t.cpu(), ref)
-    ms = MeshSet(verts.cuda(), faces.cuda(), backend="cuda")
+    ms = MeshSet(verts.cuda(), faces.cuda(), search="cuda")
     _check_first_hit(ms.first_hit(o.cuda(), d.cuda(), sl.cuda()).cpu(), ref)
 
 
@@ -574,7 +574,8 @@ def test_checkpoint_moves_between_backends(ops, cast_dir, tmp_path):
     from fastminerf.api import load_avatar
     from fastminerf.config import load_config
     from fastminerf.data.cast import load_cast
-    from fastminerf.render.views import frames_from_cast, render_image
+    from fastminerf.model.frames import frames_from_cast
+    from fastminerf.render.views import render_image
     from fastminerf.train.trainer import Trainer
 
     cfg = load_config("tiny_cpu", SMALL + ["train.steps=4", "train.backend=torch"])
@@ -618,7 +619,7 @@ def test_reduced_precision_error(ops):
 
     spec = SPECS["insta"]
     torch.manual_seed(0)
-    ref = RadianceField(spec, 8, 8, backend="cuda").cuda()
+    ref = RadianceField(spec, cond_density_dim=8, cond_color_dim=8, backend="cuda").cuda()
     with torch.no_grad():
         ref.grid.table.normal_(0, 0.05)
     x = torch.rand(65536, 3, device="cuda")

@@ -9,6 +9,7 @@ from fastminerf.data.cast import load_cast
 from fastminerf.data.layout import read_identity
 from fastminerf.data.rays import RayBatcher, image_rays
 from fastminerf.errors import InputError
+
 from fixtures import camera, make_identity, make_insta_identity
 
 

@@ -3,17 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from fastminerf.model.conditioning import NAMES, Conditioning
+from fastminerf.model.conditioning import CONDITIONINGS, build_conditioning
 from fastminerf.ops.composite import composite_torch, render_weights_torch
 from fastminerf.ops.embed import MeshSet, embed_points_torch, nearest_triangle_torch
 from fastminerf.ops.hashgrid import HashGridSpec, grid_indices, hash_grid_encode
 from fastminerf.ops.march import march_rays_torch
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(CONDITIONINGS))
 def test_conditioning_shapes(name):
     d = 12
-    m = Conditioning(name, d, rank=8, stages=3, latent_dim=32)
+    m = build_conditioning(name, d, rank=8, stages=3, latent_dim=32)
     e, i, l = torch.randn(5, d), torch.randn(5, d), torch.randn(5, 32)
     out = m(e, i, l)
     expected = {"baseline": 2 * d, "concat_learned": 2 * d, "M_o256": 256}.get(name, d)
@@ -24,14 +24,14 @@ def test_M_is_multiplicative():
     """The Jacobian of M w.r.t. e changes with i (the product term), unlike A1's."""
     torch.manual_seed(0)
     for name, multiplicative in (("M", True), ("H", True), ("A1", False), ("baseline", False)):
-        m = Conditioning(name, 8, rank=8)
+        m = build_conditioning(name, 8, rank=8)
         e = torch.randn(8)
-        jac = [torch.autograd.functional.jacobian(lambda x: m(x[None], i[None])[0], e) for i in (torch.randn(8), torch.randn(8))]
+        jac = [torch.autograd.functional.jacobian(lambda x: m(x[None], i[None])[0], e) for i in (torch.randn(8), torch.randn(8))]  # noqa: B023 (called at once)
         assert (not torch.allclose(jac[0], jac[1], atol=1e-6)) == multiplicative, name
 
 
 def test_M_rank():
-    m = Conditioning("M", 16, rank=8)
+    m = build_conditioning("M", 16, rank=8)
     assert m.U1.weight.shape == (8, 16) and m.C.weight.shape == (16, 8) and m.W2.weight.shape == (16, 16)
 
 
@@ -115,7 +115,7 @@ def test_nearest_triangle_warp_is_exact():
     pts = torch.randn(3000, 3, generator=g) * 0.12
     slots = torch.randint(3, (3000,), generator=g)
     f_ref, d_ref = nearest_triangle_torch(pts, slots, verts, F)
-    f, d = MeshSet(verts, F, backend="cpu").nearest(pts, slots)
+    f, d = MeshSet(verts, F, search="warp").nearest(pts, slots)
     torch.testing.assert_close(d, d_ref, atol=1e-6, rtol=0)
     # ties (points nearest to a shared edge/vertex) may pick another face at the same distance
     same = f == f_ref

@@ -64,7 +64,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Pat
 
 @needs_ict
 def test_ict_import_shapes_names_regions(model):
-    from fastminerf.data.face_model import MOUTH_REGIONS, REGIONS
+    from fastminerf.data.regions import MOUTH_REGIONS, REGIONS
 
     V = model.n_vertices
     assert model.name == "ict-facekit"

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from fastminerf.cli import main as cli_main
-from fastminerf.data.face_model import REGIONS
 from fastminerf.data.identity import read_rgba
 from fastminerf.data.layout import read_identity, read_seg
+from fastminerf.data.regions import REGIONS
 from fastminerf.data.synth import build_head_model, build_synth_head
 from fastminerf.data.synth.appearance import Light
-from fastminerf.data.synth.cast import default_camera, make_member, render_performance, synthesize_cast, transfer_drivers
-from fastminerf.data.synth.render import Camera, rasterize, render_frame, to_camera
+from fastminerf.data.synth.cast import make_member, render_performance, synthesize_cast, transfer_drivers
+from fastminerf.data.synth.render import Camera, default_camera, rasterize, render_frame, to_camera
 from fastminerf.errors import InputError
 
 REQUIRED_EXPRESSIONS = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthPucker", "mouthFunnel", "mouthPress",
@@ -185,7 +185,7 @@ def test_own_performance_through_transfer_path_equals_training_frames(cast, head
     actor = make_member(head, 3, 0, N_FRAMES)
     d = read_identity(cast / "id000")
     train = d.split_indices("train")
-    for i, rgba, seg, verts, e, pose in render_performance(head, actor, actor, train, default_camera(SIZE)):
+    for i, rgba, seg, verts, e, _pose in render_performance(head, actor, actor, train, default_camera(SIZE)):
         assert np.array_equal(rgba, read_rgba(d.image_paths[i]))
         assert np.array_equal(seg, read_seg(d, i))
         assert np.array_equal(verts, d.vertices[i]) and np.array_equal(e, d.expressions[i])

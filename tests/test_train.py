@@ -10,8 +10,9 @@ import torch
 from fastminerf.cli import main
 from fastminerf.config import CONFIG_DIR, load_config
 from fastminerf.data.cast import load_cast
-from fastminerf.train.checkpoint import load_checkpoint
+from fastminerf.model.checkpoint import load_checkpoint
 from fastminerf.train.trainer import Trainer, train
+
 from fixtures import make_identity
 
 PRESETS = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
@@ -53,17 +54,18 @@ def test_resume_continues_exactly(cast_dir, tmp_path):
 
 
 def test_non_finite_steps_are_skipped_then_training_stops(cast_dir, tmp_path, monkeypatch):
-    from fastminerf.train import trainer as trainer_mod
+    from fastminerf.errors import TrainingDiverged
+    from fastminerf.model import avatar as avatar_mod
 
     cfg = load_config("tiny_cpu", SMALL + ["train.steps=50"])
     t = Trainer(cfg, load_cast([cast_dir]), tmp_path)
     t.train_step()
     before = {k: v.detach().clone() for k, v in t.avatar.named_parameters()}
-    monkeypatch.setattr(trainer_mod, "photometric", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True) * a[0].sum())
+    monkeypatch.setattr(avatar_mod, "photometric", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True) * a[0].sum())
     st = t.train_step()  # NaN loss: counted, weights untouched
     assert st.loss != st.loss and t.bad_steps == 1
     assert all(torch.equal(before[k], v) for k, v in t.avatar.named_parameters())
-    with pytest.raises(trainer_mod.TrainingDiverged, match="diverged"):
+    with pytest.raises(TrainingDiverged, match="diverged"):
         for _ in range(Trainer.MAX_BAD_STEPS):
             t.train_step()
     monkeypatch.undo()
@@ -134,7 +136,7 @@ def test_render_and_eval_commands(cast_dir, tmp_path, capsys):
 def test_transfer_eval_with_the_identitys_own_mean_expression(tmp_path):
     """evaluate_transfer(expression_of_a=True) keeps the pairs and the driven meshes but
     conditions on A's mean expression (benchmarks/expression_leak.py)."""
-    from fastminerf.api import load_avatar, cast_of
+    from fastminerf.api import cast_of, load_avatar
     from fastminerf.data.synth.cast import synthesize_cast
     from fastminerf.eval.evaluate import evaluate_transfer
 

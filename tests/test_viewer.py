@@ -15,8 +15,8 @@ from fastminerf.api import cast_of, load_avatar, render_sequence
 from fastminerf.cli import main
 from fastminerf.config import load_config
 from fastminerf.errors import InputError
+from fastminerf.model.checkpoint import load_checkpoint
 from fastminerf.render.views import RenderCancelled, ViewCamera, expression_mesh, look_at, render_view
-from fastminerf.train.checkpoint import load_checkpoint
 from fastminerf.train.trainer import prepare_trainer
 from fastminerf.viewer.camera import camera_from_client, home_view
 from fastminerf.viewer.sequences import load_expressions_file, sequences_for
@@ -24,6 +24,7 @@ from fastminerf.viewer.server import PreviewServer
 from fastminerf.viewer.state import SLIDERS, ViewState, slider_specs
 from fastminerf.viewer.timeshare import TimeShare
 from fastminerf.viewer.worker import RenderWorker
+
 from viser_client import ViserTestClient
 
 SIZE = 40  # full preview resolution in these tests

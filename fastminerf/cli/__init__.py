@@ -1,16 +1,19 @@
 """``fastminerf`` command line: one thin module per subcommand, over library functions.
 
 Each module in :data:`COMMANDS` defines ``register(subparsers)`` (adds its parser and sets
-``func``). Bad input surfaces as :class:`fastminerf.errors.InputError` and is printed as
-one line (``error: <file>: <problem>``) with exit code 2 and no traceback.
+``func``). Errors meant for users (:class:`fastminerf.errors.FastMinerfError`: bad input,
+a missing extra, a diverged run) are printed as one line (``error: <file>: <problem>``)
+with their exit code (2 for bad input) and no traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
-from ..errors import InputError
+from ..errors import FastMinerfError
+from ..ops.cpu import tune_allocator
 
 #: subcommand modules, in the order ``fastminerf --help`` lists them
 COMMANDS = [
@@ -36,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
-    from ..ops.cpu import tune_allocator
-
     tune_allocator()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("PIL").setLevel(logging.WARNING)
@@ -50,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         ret = args.func(args)
-    except InputError as e:
+    except FastMinerfError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

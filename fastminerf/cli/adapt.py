@@ -1,6 +1,8 @@
 """``fastminerf adapt``: add an unseen identity to a trained model from a few seconds of video."""
 from __future__ import annotations
 
+from ..train.adapt import add_identity
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -24,8 +26,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train.adapt import add_identity
-
     r = add_identity(args.checkpoint, args.data, seconds=args.seconds, steps=args.steps, lr=args.lr,
                      personalize_steps=args.personalize_steps, personalize_lr=args.personalize_lr, out=args.out,
                      eval_frames=args.eval_frames, progress=not args.quiet)

@@ -1,6 +1,10 @@
 """``fastminerf codes``: a labelled 2-D map (PCA) of a checkpoint's identity codes."""
 from __future__ import annotations
 
+from ..eval.codes import checkpoint_codes, draw_code_map, pca_2d
+from ..files import write_json
+from ..render.video import write_image
+
 
 def register(sub) -> None:
     p = sub.add_parser("codes", help="plot the identity codes of a checkpoint in 2-D (PCA)")
@@ -11,22 +15,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-    import os
-    from pathlib import Path
-
-    from ..eval.codes import checkpoint_codes, draw_code_map, pca_2d
-    from ..render.video import write_image
-
     names, codes, path = checkpoint_codes(args.checkpoint)
     xy, explained = pca_2d(codes)
     print(f"wrote {write_image(args.out, draw_code_map(names, xy, explained))}")
     if args.json_out:
-        p = Path(args.json_out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"names": names, "xy": xy.round(6).tolist(), "explained": explained.round(6).tolist(),
-                                   "checkpoint": path}, indent=1))
-        tmp.replace(p)
-        print(f"wrote {p}")
+        doc = {"names": names, "xy": xy.round(6).tolist(), "explained": explained.round(6).tolist(), "checkpoint": path}
+        print(f"wrote {write_json(args.json_out, doc)}")
     return 0

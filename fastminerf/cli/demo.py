@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+from ..demo import run_demo
+from ..errors import InputError
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="synthesize a small cast, train one model, write videos and metrics")
@@ -18,12 +21,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import run_demo
-    from ..errors import InputError
-
     if args.identities < 2:
         raise InputError(None, "the demo needs at least 2 identities (one drives the other)")
-    m = run_demo(args.out, args.minutes, args.identities, args.frames, args.size, config=args.config,
+    m = run_demo(args.out, minutes=args.minutes, identities=args.identities, frames=args.frames, size=args.size, config=args.config,
                  overrides=args.overrides, progress=not args.quiet)
     short = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in m.items() if k in ("psnr", "psnr_masked", "ssim", "transfer_psnr")}
     print(f"\nheld-out: {json.dumps(short)}")

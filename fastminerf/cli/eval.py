@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+
+from ..eval.evaluate import evaluate_cast
+from ..files import write_text
+from ..model.loading import cast_of, load_avatar
 
 
 def register(sub) -> None:
@@ -17,20 +19,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..api import cast_of, load_avatar
-    from ..eval.evaluate import evaluate_cast
-
     avatar, cfg = load_avatar(args.checkpoint)
     cast = cast_of(avatar, args.identities)
     m = evaluate_cast(avatar, cast, "test", args.frames, args.background or cfg.render.eval_background)
     m["lpips"] = None  # LPIPS needs a downloaded backbone; not available offline
     text = json.dumps(m, indent=1)
     if args.json_out:
-        p = Path(args.json_out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        tmp.replace(p)
-        print(f"wrote {p}")
+        print(f"wrote {write_text(args.json_out, text)}")
     print(text)
     return 0

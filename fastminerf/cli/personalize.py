@@ -1,6 +1,8 @@
 """``fastminerf personalize``: fine-tune a trained model on one identity (MI-NeRF personalisation)."""
 from __future__ import annotations
 
+from ..train.adapt import personalize
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,8 +27,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train.adapt import personalize
-
     r = personalize(args.checkpoint, args.identity, steps=args.steps, lr=args.lr, frozen=args.freeze,
                     seconds=args.seconds, out=args.out, identity_paths=args.identities, eval_frames=args.eval_frames,
                     progress=not args.quiet)

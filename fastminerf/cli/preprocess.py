@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.preprocess.face_model_ict import load_ict, resolve_path
+from ..data.preprocess.pipeline import PreprocessOptions, preprocess_video
 from ..errors import InputError
 
 
@@ -43,14 +45,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(v, "video file not found")
     if args.landmarker and not Path(args.landmarker).is_file():
         raise InputError(args.landmarker, "face landmarker model (.task) not found")
-    from ..data.preprocess.face_model_ict import load_ict, resolve_path
 
     resolve_path(args.face_model)
     names = [args.name or v.stem for v in videos]
     for n in names:
         if (Path(args.out) / n).exists() and not args.overwrite:
             raise InputError(Path(args.out) / n, "already exists (pass --overwrite to replace it)")
-    from ..data.preprocess.pipeline import PreprocessOptions, preprocess_video
 
     model = load_ict(args.face_model)
     opt = PreprocessOptions(size=args.size, landmarker=args.landmarker, max_frames=args.max_frames,

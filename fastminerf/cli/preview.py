@@ -1,6 +1,11 @@
 """``fastminerf preview``: a web viewer for any identity, any expression, any view."""
 from __future__ import annotations
 
+from ..model.loading import load_avatar
+from ..viewer.live import serve_forever
+from ..viewer.sequences import load_expressions_file, sequences_for
+from ..viewer.server import PreviewServer
+
 
 def add_server_args(p, prefix: str = "") -> None:
     """--port/--host/--size (with ``prefix``, e.g. "preview-" for ``train --preview``)."""
@@ -25,11 +30,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..api import load_avatar
-    from ..viewer.live import serve_forever
-    from ..viewer.server import PreviewServer
-    from ..viewer.sequences import load_expressions_file, sequences_for
-
     avatar, _ = load_avatar(args.checkpoint, backend=args.backend)
     sequences = sequences_for(avatar.info, args.identities)
     if args.expressions:

@@ -1,6 +1,12 @@
 """``fastminerf render`` (and its alias ``transfer``): render an identity over a sequence."""
 from __future__ import annotations
 
+from ..data.expressions import read_expression_sequence
+from ..errors import InputError
+from ..model.loading import cast_of, load_avatar
+from ..render.sequence import render_sequence
+from ..render.video import write_video
+
 
 def _add(p, transfer: bool) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
@@ -31,17 +37,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..api import cast_of, load_avatar, render_sequence
-    from ..errors import InputError
-    from ..render.transfer import read_expression_sequence
-    from ..render.video import write_video
-
     if args.smooth < 0:
         raise InputError(None, f"--smooth must not be negative (got {args.smooth})")
     avatar, _ = load_avatar(args.checkpoint)
     expressions = None if args.expressions is None else read_expression_sequence(args.expressions, avatar.info.n_expressions)
     cast = cast_of(avatar, args.identities, names=[n for n in (args.identity, args.expressions_from) if n])
-    frames = render_sequence(avatar, cast, args.identity, args.expressions_from, args.split, args.size,
+    frames = render_sequence(avatar, cast, args.identity, args.expressions_from, split=args.split, size=args.size,
                              side_by_side=args.side_by_side, max_frames=args.max_frames, expressions=expressions,
                              smooth=args.smooth)
     fps = args.fps or cast.identities[cast.index(args.expressions_from or args.identity)].fps

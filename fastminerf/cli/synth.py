@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..data.synth.cast import synthesize_cast
+
 
 def _positive(kind):
     def parse(text: str):
@@ -37,8 +39,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.synth.cast import synthesize_cast
-
     t0 = time.perf_counter()
     paths = synthesize_cast(
         args.out, args.identities, args.frames, args.size, args.seed, transfer_drivers=args.transfer_drivers,

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+from ..config import load_config
+from ..train.trainer import train
+from ..viewer.live import serve_forever, train_with_preview
 from .preview import add_server_args
 
 
@@ -26,9 +29,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_config
-    from ..train.trainer import train
-
     cfg = load_config(args.config, args.overrides)
     if args.preview:
         return _run_with_preview(args, cfg)
@@ -38,8 +38,6 @@ def run(args) -> int:
 
 
 def _run_with_preview(args, cfg) -> int:
-    from ..viewer.live import serve_forever, train_with_preview
-
     def ready(server):
         print(f"preview at {server.url} (render share {args.preview_share:g}; a slider on the page)", flush=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .identity import IdentityData
+from .identity import IdentityData, Split, split_mask
 from .insta import read_insta_identity
 from .layout import TRAIN_JSON, is_fastminerf_identity, read_identity
 
@@ -106,9 +106,9 @@ class Cast:
             raise InputError(None, f"unknown identity {name!r}; known: {', '.join(self.names)}")
         return self.names.index(name)
 
-    def frames(self, split: str = "train", identity: int | None = None) -> np.ndarray:
+    def frames(self, split: Split = "train", identity: int | None = None) -> np.ndarray:
         """Global frame indices of a split ("train", "test", "all"), optionally of one identity."""
-        mask = np.ones(self.n_frames, bool) if split == "all" else (self.is_train if split == "train" else ~self.is_train)
+        mask = split_mask(self.is_train, split)
         if identity is not None:
             mask = mask & (self.frame_identity == identity)
         return np.flatnonzero(mask)

@@ -9,8 +9,7 @@ its expression basis.
 Coordinates ("head space"): metres, right-handed, +y up, +z out of the face (the head looks
 along +z), +x towards the person's left ear.
 
-Region ids follow INSTA's face-parsing ids so synthetic segmentation masks and INSTA's
-``seg_mask/`` files mean the same thing (see :data:`REGIONS`).
+Region ids are :class:`fastminerf.data.regions.Region` (INSTA's face-parsing ids).
 """
 from __future__ import annotations
 
@@ -20,23 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-
-#: Region id → name. Ids are INSTA's segmentation ids (red channel of seg_mask/*.png).
-REGIONS: dict[int, str] = {
-    0: "background",
-    250: "skin",
-    240: "brow",
-    210: "eye",
-    180: "ear",
-    150: "nose",
-    140: "mouth_interior",
-    130: "upper_lip",
-    120: "lower_lip",
-    110: "neck",
-    80: "hair",
-}
-#: Region ids that INSTA treats as the mouth (lips-only expression gating, lip-weighted loss).
-MOUTH_REGIONS: tuple[int, ...] = (140, 130, 120)
+from ..files import atomic_path
+from .regions import MOUTH_REGIONS, REGIONS  # noqa: F401  (re-exported: the ids of vertex_regions)
 
 
 @dataclass
@@ -118,23 +102,22 @@ class FaceModel:
     def save(self, path: str | Path) -> None:
         """Write the model as one ``.npz`` (written to a temp file, then renamed)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            name=np.array(self.name),
-            vertices=self.vertices,
-            faces=self.faces,
-            identity_basis=self.identity_basis,
-            identity_names=np.array(self.identity_names),
-            expression_basis=self.expression_basis,
-            expression_names=np.array(self.expression_names),
-            vertex_regions=self.vertex_regions,
-            landmarks=np.array([], np.int64) if self.landmarks is None else self.landmarks,
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                name=np.array(self.name),
+                vertices=self.vertices,
+                faces=self.faces,
+                identity_basis=self.identity_basis,
+                identity_names=np.array(self.identity_names),
+                expression_basis=self.expression_basis,
+                expression_names=np.array(self.expression_names),
+                vertex_regions=self.vertex_regions,
+                landmarks=np.array([], np.int64) if self.landmarks is None else self.landmarks,
+            )
 
     @classmethod
-    def load(cls, path: str | Path) -> "FaceModel":
+    def load(cls, path: str | Path) -> FaceModel:
         """Read a model written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():

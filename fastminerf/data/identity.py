@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from ..files import atomic_path, write_json
+from .expressions import read_expression
+from .mesh_io import read_obj_vertices
 
 CACHE_VERSION = 1
+
+#: a split of a sequence's frames: the training frames (first 90 %), the held-out ones, or both
+Split = Literal["train", "test", "all"]
+SPLITS: tuple[str, ...] = typing.get_args(Split)
+
+
+def split_mask(is_train: np.ndarray, split: Split) -> np.ndarray:
+    """[F] bool mask of the frames of ``split`` given the training flags is_train [F];
+    InputError listing the splits for any other name."""
+    if split not in SPLITS:
+        raise InputError(None, f"unknown split {split!r} (choose {', '.join(SPLITS)})")
+    if split == "all":
+        return np.ones(is_train.shape, bool)
+    return is_train if split == "train" else ~is_train
 
 
 @dataclass
@@ -85,13 +105,9 @@ class IdentityData:
             return np.asarray(self.images[i])
         return read_rgba(self.image_paths[i], self.width, self.height)
 
-    def split_indices(self, split: str) -> np.ndarray:
+    def split_indices(self, split: Split) -> np.ndarray:
         """Frame indices of ``"train"``, ``"test"`` or ``"all"``."""
-        if split == "all":
-            return np.arange(self.n_frames)
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}")
-        return np.flatnonzero(self.is_train if split == "train" else ~self.is_train)
+        return np.flatnonzero(split_mask(self.is_train, split))
 
     def validate(self) -> None:
         """Shape and finiteness checks; raises :class:`InputError` naming the folder."""
@@ -122,8 +138,6 @@ class IdentityData:
 
 def read_rgba(path: Path, width: int | None = None, height: int | None = None) -> np.ndarray:
     """Decode an image to [H, W, 4] uint8 (alpha = 255 when the file has none)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "image file not found")
@@ -140,21 +154,12 @@ def read_rgba(path: Path, width: int | None = None, height: int | None = None) -
 
 def read_gray(path: Path) -> np.ndarray:
     """Decode a mask to [H, W] uint8 (the red channel, as INSTA's seg_mask files)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, FileNotFoundError) as e:
         raise InputError(path, f"unreadable mask ({e})") from None
     return arr[..., 0] if arr.ndim == 3 else arr
-
-
-def check_finite(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """Return ``arr`` or raise InputError when it holds NaN/inf."""
-    if not np.isfinite(arr).all():
-        raise InputError(path, f"{what} contain NaN or inf")
-    return arr
 
 
 def fingerprint(*files: Path) -> str:
@@ -196,20 +201,6 @@ def matrix44(value, path: Path, what: str) -> np.ndarray:
     return m
 
 
-def read_expression(path: Path) -> np.ndarray:
-    """[E] float32 coefficients from a text file (any whitespace layout)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "expression file not found")
-    try:
-        e = np.loadtxt(path, dtype=np.float32, ndmin=1).ravel()
-    except ValueError as err:
-        raise InputError(path, f"unreadable expression coefficients ({err})") from None
-    if e.size == 0:
-        raise InputError(path, "empty expression file")
-    return check_finite(e, path, "expression coefficients")
-
-
 def load_cache(cache: Path, fp: str):
     """(vertices [F,V,3], expressions [F,E], images [F,H,W,4]) as read-only memmaps when
     ``cache/meta.json`` carries fingerprint ``fp``; otherwise None."""
@@ -232,8 +223,6 @@ def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_ve
         (vertices [F,V,3] float32, expressions [F,E] float32, images [F,H,W,4] uint8).
         When the folder is read-only the arrays stay in memory only.
     """
-    from .mesh_io import read_obj_vertices
-
     F = len(mesh_paths)
     verts = np.empty((F, n_vertices, 3), np.float32)
     imgs = np.empty((F, height, width, 4), np.uint8)
@@ -253,12 +242,9 @@ def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_ve
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for name, arr in (("vertices", verts), ("expressions", exps), ("images", imgs)):
-            tmp = cache / f"{name}.tmp.npy"
-            np.save(tmp, arr)
-            tmp.replace(cache / f"{name}.npy")
-        tmp = cache / "meta.json.tmp"
-        tmp.write_text(json.dumps({"fingerprint": fp, "n_frames": F}))
-        tmp.replace(cache / "meta.json")
+            with atomic_path(cache / f"{name}.npy") as tmp:
+                np.save(tmp, arr)
+        write_json(cache / "meta.json", {"fingerprint": fp, "n_frames": F}, indent=None)
     except OSError:
         pass  # read-only dataset: keep the arrays in memory
     return verts, exps, imgs

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .expressions import check_finite
 from .identity import (
     IdentityData,
     build_cache,
-    check_finite,
     fingerprint,
     load_cache,
     load_json,

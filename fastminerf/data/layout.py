@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
+from ..files import commit_dir, temp_dir
+from .expressions import check_finite
 from .identity import (
     IdentityData,
     build_cache,
-    check_finite,
     fingerprint,
     load_cache,
     load_json,
@@ -117,17 +118,15 @@ class IdentityWriter:
         if self.out.exists() and not overwrite:
             raise InputError(self.out, "already exists (pass overwrite=True / --overwrite to replace it)")
         self.n, self.W, self.H = int(n_frames), int(width), int(height)
-        self.K = tuple(float(v) for v in intrinsics)
+        self.intrinsics = tuple(float(v) for v in intrinsics)
         self.faces = np.asarray(faces, np.int32)
         self.canonical = np.asarray(canonical, np.float32)
         V, E = self.canonical.shape[0], len(expression_names)
         self.meta = dict(fps=float(fps), face_model=face_model, expression_names=list(expression_names), extra=extra or {})
         self.write_obj, self.overwrite = write_obj, overwrite
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        self.tmp = temp_dir(self.out)
         for sub in ("images", "expressions", "cache") + (("meshes",) if write_obj else ()):
-            (self.tmp / sub).mkdir(parents=True)
+            (self.tmp / sub).mkdir()
         c = self.tmp / "cache"
         self.images = np.lib.format.open_memmap(c / "images.npy", "w+", np.uint8, (self.n, self.H, self.W, 4))
         self.vertices = np.lib.format.open_memmap(c / "vertices.npy", "w+", np.float32, (self.n, V, 3))
@@ -152,8 +151,6 @@ class IdentityWriter:
         """Add frame i: rgba [H, W, 4] uint8, c2w [4, 4] camera-to-world (OpenCV axes),
         head_pose [4, 4] head-to-world, vertices [V, 3] head space, expression [E],
         seg optional [H, W] uint8 region ids, time in seconds (default i / fps)."""
-        from PIL import Image
-
         rgba = np.asarray(rgba, np.uint8)
         if rgba.shape != (self.H, self.W, 4):
             raise ValueError(f"frame {i}: rgba has shape {rgba.shape}, expected {(self.H, self.W, 4)}")
@@ -190,7 +187,7 @@ class IdentityWriter:
         if missing:
             raise ValueError(f"{self.out}: frames never added: {missing[:5]}...")
         n_train = train_count(self.n, train_fraction)
-        fx, fy, cx, cy = self.K
+        fx, fy, cx, cy = self.intrinsics
         top = {
             "format": FORMAT,
             "identity": self.out.name,
@@ -211,16 +208,13 @@ class IdentityWriter:
             arr.flush()
         del self.images, self.vertices, self.expressions
         _write_cache_meta(self.tmp, self.n)
-        if self.out.exists():  # only reachable with overwrite=True
-            shutil.rmtree(self.out)
-        self.tmp.rename(self.out)
-        return self.out
+        return commit_dir(self.tmp, self.out)  # replaces an existing folder only with overwrite=True
 
     def abort(self) -> None:
         """Remove the temporary folder (nothing is left behind)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> "IdentityWriter":
+    def __enter__(self) -> IdentityWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 from ..errors import InputError
 
@@ -19,8 +20,6 @@ def read_obj(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         InputError naming the file when it is missing, unreadable, empty or holds NaN/inf.
     """
-    import trimesh
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "mesh file not found")

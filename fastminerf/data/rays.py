@@ -112,10 +112,10 @@ class RayBatcher:
             uniformly among those present, frame indices stay global.
     """
 
-    def __init__(self, cast: Cast, rays_per_batch: int, frames_per_batch: int = 64, inside_fraction: float = 0.95,
+    def __init__(self, cast: Cast, rays_per_batch: int, frames_per_batch: int = 64, inside_fraction: float = 0.95, *,
                  split: str = "train", device: str | torch.device = "cpu", seed: int = 0, frames: np.ndarray | None = None):
         self.cast, self.B = cast, int(rays_per_batch)
-        self.K = max(1, min(int(frames_per_batch), self.B))
+        self.frames_per_batch = max(1, min(int(frames_per_batch), self.B))
         self.inside = float(inside_fraction)
         self.device = torch.device(device)
         self.gen = torch.Generator().manual_seed(seed)
@@ -134,7 +134,7 @@ class RayBatcher:
         self.frame_table = torch.from_numpy(np.concatenate(frames))
         self.boxes = torch.from_numpy(head_boxes(cast, self.frame_table.numpy()))  # per entry of frame_table
         self.c2h = torch.from_numpy(cast.cam_to_head)
-        self.K_intr = torch.from_numpy(cast.intrinsics)
+        self.intrinsics = torch.from_numpy(cast.intrinsics)
 
     def state_dict(self) -> dict:
         return {"generator": self.gen.get_state()}
@@ -144,9 +144,10 @@ class RayBatcher:
 
     def sample(self) -> RayBatch:
         g, B, W, H = self.gen, self.B, self.cast.width, self.cast.height
-        ids = torch.randint(len(self.n_per_id), (self.K,), generator=g)
-        slot = self.start[ids] + (torch.rand(self.K, generator=g) * self.n_per_id[ids]).long().clamp_max(self.n_per_id[ids] - 1)
-        ray_slot = slot[torch.randint(self.K, (B,), generator=g)]
+        n_frames = self.frames_per_batch
+        ids = torch.randint(len(self.n_per_id), (n_frames,), generator=g)
+        slot = self.start[ids] + (torch.rand(n_frames, generator=g) * self.n_per_id[ids]).long().clamp_max(self.n_per_id[ids] - 1)
+        ray_slot = slot[torch.randint(n_frames, (B,), generator=g)]
         box = self.boxes[ray_slot].float()  # [B, 4]
         inside = torch.rand(B, generator=g) < self.inside
         u, v = torch.rand(B, generator=g), torch.rand(B, generator=g)
@@ -163,6 +164,6 @@ class RayBatcher:
         xs, ys = xs.long().clamp_(0, W - 1), ys.long().clamp_(0, H - 1)
         frame = self.frame_table[ray_slot]
         rgba = torch.from_numpy(self.cast.pixels(frame.numpy(), ys.numpy(), xs.numpy())).float() / 255.0
-        o, d = pixel_rays(self.c2h[frame], self.K_intr[frame], xs.float(), ys.float())
+        o, d = pixel_rays(self.c2h[frame], self.intrinsics[frame], xs.float(), ys.float())
         dev = self.device
         return RayBatch(o.to(dev), d.to(dev), torch.from_numpy(self.cast.frame_identity)[frame].to(dev), frame.to(dev), rgba.to(dev), torch.stack([xs, ys], -1).to(dev))

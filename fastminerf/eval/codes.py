@@ -7,6 +7,10 @@ dependency), drawn as a labelled scatter plot with Pillow only.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import InputError
+from ..model.checkpoint import load_checkpoint
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -14,9 +18,6 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 
 def checkpoint_codes(checkpoint) -> tuple[list[str], np.ndarray, str]:
     """(identity names, codes [N, d] float32, checkpoint file) of a checkpoint file or run folder."""
-    from ..errors import InputError
-    from ..train.checkpoint import load_checkpoint
-
     state = load_checkpoint(checkpoint)
     codes = state["model"].get("identity_codes.weight")
     names = list(state["cast"].get("names", []))
@@ -51,8 +52,6 @@ def pca_2d(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def draw_code_map(names: list[str], xy: np.ndarray, explained: np.ndarray, title: str = "identity codes (PCA)",
                   size: tuple[int, int] = (720, 560)) -> np.ndarray:
     """A labelled scatter plot of points xy [N, 2] → [H, W, 3] uint8."""
-    from PIL import Image, ImageDraw
-
     W, H = size
     left, right, top, bottom = 70, 30, 50, 60
     img = Image.new("RGB", (W, H), (255, 255, 255))
@@ -106,8 +105,6 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _font(size: int):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed bitmap font

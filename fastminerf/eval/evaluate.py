@@ -7,10 +7,15 @@ truth or the render is head (alpha / opacity > 0.5) — the harder number.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
-from ..render.views import background_color, composite_target, frames_from_cast, render_image
+from ..data.layout import read_identity
+from ..model.frames import CastFrames
+from ..render.transfer import driven_frames
+from ..render.views import background_color, composite_target, render_image
 from .metrics import psnr, ssim
 
 
@@ -34,9 +39,10 @@ def evaluate_identity(avatar, cast, identity: int, split: str = "test", frames: 
     frames of ``split``. Returns {"psnr", "ssim", "psnr_masked", "n_frames", "values": [...]}
     where ``values`` holds the per-frame (psnr, ssim, psnr_masked)."""
     bg = background_color(background, avatar.canonical.device)
+    batches = CastFrames(avatar, cast)
     vals = []
     for f in _pick(cast.frames(split, identity), frames):
-        fb = frames_from_cast(avatar, cast, np.array([f]), own_latents=(split == "train"))
+        fb = batches.batch(np.array([f]), own_latents=(split == "train"))
         vals.append(_score(avatar, fb, torch.from_numpy(cast.cam_to_head[f]), torch.from_numpy(cast.intrinsics[f]),
                            cast.image(f), cast.height, cast.width, bg))
     p, s, m = (np.array(v) for v in zip(*vals))
@@ -80,9 +86,6 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
     pose stay B's) — how much identity travels through the expression code
     (benchmarks/expression_leak.py). Returns {} when the cast has no transfer folders.
     """
-    from ..data.layout import read_identity
-    from ..render.transfer import driven_frames
-
     bg = background_color(background, avatar.canonical.device)
     pairs, ps, ss = {}, [], []
     for a_idx, d in enumerate(cast.identities):
@@ -117,8 +120,6 @@ def evaluate_transfer(avatar, cast, frames_per_pair: int | None = None, backgrou
 
 def _driver_frames(sub, cast, b_idx: int) -> np.ndarray:
     """Global frames of the driver that a transfer folder was rendered from."""
-    import json
-
     meta = json.loads((sub / "transforms_test.json").read_text()).get("transfer", {})
     local = np.asarray(meta.get("driver_frames", []), np.int64)
     if local.size == 0:  # default: the driver's held-out split

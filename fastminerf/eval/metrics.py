@@ -1,6 +1,7 @@
 """Image metrics: PSNR and SSIM (Gaussian window, as in Wang et al. 2004)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,8 +35,6 @@ def flicker(frames) -> float:
     """Frame-to-frame change of a video: mean |I_t − I_{t−1}| over pixels, channels and
     t = 1..T−1, intensities in [0, 1] (frames: T ≥ 2 images [H, W, 3], uint8 or float in
     [0, 1]). On a static-camera sequence this measures jitter (plus the real motion)."""
-    import numpy as np
-
     x = np.stack([np.asarray(f.detach().cpu() if hasattr(f, "detach") else f) for f in frames])
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.shape[0] < 2:

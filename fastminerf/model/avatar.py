@@ -1,4 +1,4 @@
-"""The avatar: every stage of rendering a ray batch, in order.
+"""The avatar: every stage of rendering a ray batch, in order, and its side of training.
 
     rays (head space) ──march──▶ packed samples (occupancy grid)
       ──embed──▶ canonical points + directions (nearest triangle of the frame's mesh)
@@ -6,158 +6,68 @@
       ──field──▶ σ, rgb ──composite──▶ pixels
 
 Per-identity state is only codes (an identity code per identity, a latent code per
-frame); everything else is shared. :class:`CastInfo` is the part of the training cast a
-checkpoint needs to rebuild the model (names, frame counts, canonical mesh, boxes, stats).
+frame); everything else is shared. For training the avatar states what a generic trainer
+needs (nerfstudio's model contract): its parameter groups (:meth:`Avatar.optimizer_groups`,
+with freezing), its loss terms (:meth:`Avatar.loss_terms`) and its per-step callbacks
+(:meth:`Avatar.training_callbacks`: the occupancy grid schedules its own refresh).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, RenderConfig
-from ..data.face_model import MOUTH_REGIONS
-from ..errors import InputError
+from ..config import ModelConfig, RenderConfig, TrainConfig
+from ..data.regions import MOUTH_REGIONS
+from ..ops._backend import ops_backend
 from ..ops.composite import composite
 from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
-from ..ops._backend import ops_backend
 from ..ops.march import march_rays
-from .conditioning import Conditioning
+from .cast_info import EXPR_STD_FLOOR, CastInfo
+from .conditioning import build_conditioning
 from .field import RadianceField, positional_encoding
+from .frames import FrameBatch
+from .losses import code_norms, photometric
 from .occupancy import OccupancyGrid
 
-
-#: smallest expression std used for standardising; a coefficient at the floor did not vary in
-#: training, so the network learned nothing about it and :meth:`Avatar.condition` zeroes it
-EXPR_STD_FLOOR = 1e-3
-
-
-@dataclass
-class CastInfo:
-    """What the model keeps of its training cast (saved in checkpoints).
-
-    Attributes:
-        names: identity names. frames_per_identity: frame counts (train + test).
-        identity_roots: folders the identities were read from.
-        expression_names: E names. canonical: [V, 3]. faces: [T, 3]. face_regions: [T] or None.
-        head_aabb: [6] box around all training meshes (head space), margin included.
-        canonical_aabb: [6] box around the canonical mesh, margin included.
-        expr_mean, expr_std: [E] training-set statistics of the expression coefficients.
-        expression_basis: optional [E, V, 3] (drives a mesh from expression sliders).
-        identity_canonicals: optional [N, V, 3] each identity's neutral mesh (a mesh for any
-            identity and expression without the dataset: canonical_i + Σ e_k basis_k).
-    """
-
-    names: list[str]
-    frames_per_identity: list[int]
-    identity_roots: list[str]
-    expression_names: list[str]
-    canonical: np.ndarray
-    faces: np.ndarray
-    face_regions: np.ndarray | None
-    head_aabb: np.ndarray
-    canonical_aabb: np.ndarray
-    expr_mean: np.ndarray
-    expr_std: np.ndarray
-    expression_basis: np.ndarray | None = field(default=None)
-    identity_canonicals: np.ndarray | None = field(default=None)
-
-    @property
-    def n_expressions(self) -> int:
-        return int(self.expr_mean.shape[0])
-
-    @property
-    def frame_offset(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.frames_per_identity)]).astype(np.int64)
-
-    def model_index(self, cast, check_frames: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Where a cast's identities and frames sit in this model (matched by name).
-
-        The cast may hold any subset of the model's identities in any order (e.g. only the
-        identity being personalised): a frame's model index — its latent-code row — is its
-        identity's first model frame plus its index within the identity.
-
-        Returns:
-            (identity [N_cast] int64 model identity of each cast identity,
-             frame [NF_cast] int64 model global frame of each cast frame).
-        Raises:
-            InputError naming the folder of an unknown identity or (``check_frames``) one whose
-            frame count differs from the model's (its latent rows would not line up).
-        """
-        ids = []
-        for d in cast.identities:
-            if d.name not in self.names:
-                raise InputError(d.root, f"identity {d.name!r} is not in this model (it knows {', '.join(self.names)})")
-            k = self.names.index(d.name)
-            if check_frames and d.n_frames != self.frames_per_identity[k]:
-                raise InputError(d.root, f"{d.n_frames} frames, but the model has {self.frames_per_identity[k]} for {d.name!r} (the folder changed?)")
-            ids.append(k)
-        ids = np.asarray(ids, np.int64)
-        return ids, (self.frame_offset[ids[cast.frame_identity]] + cast.frame_local).astype(np.int64)
-
-    @staticmethod
-    def from_cast(cast, margin: float = 0.12, max_frames: int = 512) -> "CastInfo":
-        """Statistics from a :class:`~fastminerf.data.cast.Cast` (boxes from ≤ max_frames training frames)."""
-        train = cast.frames("train")
-        pick = train[np.linspace(0, len(train) - 1, min(len(train), max_frames)).astype(int)]
-        v = cast.vertices(pick).reshape(-1, 3)
-        regions = None
-        if cast.vertex_regions is not None:
-            r = cast.vertex_regions[cast.faces]
-            regions = np.where(r[:, 1] == r[:, 2], r[:, 1], r[:, 0]).astype(np.uint8)
-        e = cast.expressions[train]
-        basis = next((d.expression_basis for d in cast.identities if d.expression_basis is not None), None)
-        return CastInfo(
-            names=cast.names,
-            frames_per_identity=[d.n_frames for d in cast.identities],
-            identity_roots=[str(d.root.resolve()) for d in cast.identities],
-            expression_names=cast.expression_names,
-            canonical=cast.canonical,
-            faces=cast.faces,
-            face_regions=regions,
-            head_aabb=_box(v, margin),
-            canonical_aabb=_box(cast.canonical, margin),
-            expr_mean=e.mean(0).astype(np.float32),
-            expr_std=np.maximum(e.std(0), EXPR_STD_FLOOR).astype(np.float32),
-            expression_basis=None if basis is None else np.asarray(basis)[: cast.n_expressions],
-            identity_canonicals=np.stack([d.canonical for d in cast.identities]).astype(np.float32),
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict) -> "CastInfo":
-        return CastInfo(**d)
-
-
-def _box(points: np.ndarray, margin: float) -> np.ndarray:
-    lo, hi = points.min(0), points.max(0)
-    pad = margin * (hi - lo).max()
-    return np.concatenate([lo - pad, hi + pad]).astype(np.float32)
+#: parameter groups of an avatar (what ``--freeze`` and fine-tuning scopes name)
+GROUPS = ("grid", "mlp", "conditioning", "identity", "latent")
+#: optimizer groups (one learning rate each) → the parameter groups they hold
+OPTIMIZER_GROUPS = {"grid": ("grid",), "mlp": ("conditioning", "mlp"), "codes": ("identity", "latent")}
 
 
 @dataclass
-class FrameBatch:
-    """K frames to render: geometry and conditioning.
+class FrameConditioning:
+    """The conditioning of K frames, as the field consumes it.
 
     Attributes:
-        vertices: [K, V, 3] head-space meshes. expression: [K, E] raw coefficients.
-        identity: [K] int64 identity index. latent: [K, latent_dim] latent codes.
-        keys: optional K cache keys for static meshes (acceleration structures are reused).
+        density: [K, Cd] rows for the density MLP (plus a last row of 1.0 when INSTA's mouth
+            gating is on: the slot of samples outside the mouth), or None.
+        color: [K, Cc] rows for the colour MLP ([M(e,i), l]), or None.
+        module: [K, Cm] M(e, i) itself (drives the residual offset).
     """
 
-    vertices: torch.Tensor
-    expression: torch.Tensor
-    identity: torch.Tensor
-    latent: torch.Tensor
-    keys: list | None = None
+    density: torch.Tensor | None
+    color: torch.Tensor | None
+    module: torch.Tensor
 
-    def __len__(self) -> int:
-        return self.vertices.shape[0]
+
+@dataclass
+class TrainingContext:
+    """What a training callback may use.
+
+    Attributes:
+        step: the step just taken. generator: the run's generator (CPU; resuming stays exact).
+        sample_frames: n → FrameBatch of up to n random training frames (distinct).
+    """
+
+    step: int
+    generator: torch.Generator
+    sample_frames: Callable[[int], FrameBatch]
 
 
 class Avatar(nn.Module):
@@ -183,13 +93,17 @@ class Avatar(nn.Module):
         n_frames = int(sum(info.frames_per_identity))
         self.latent_codes = nn.Embedding(n_frames, max(mc.latent_dim, 1))
         nn.init.zeros_(self.latent_codes.weight)
-        self.conditioning = Conditioning(mc.conditioning, E, d_i, mc.rank, mc.stages, mc.cond_out_dim, max(mc.latent_dim, 1))
+        self.conditioning = build_conditioning(mc.conditioning, E, d_i, rank=mc.rank, stages=mc.stages,
+                                               out_dim=mc.cond_out_dim, latent_dim=max(mc.latent_dim, 1))
         cm = self.conditioning.out_dim
         color_latent = mc.latent_dim if (mc.latent_dim > 0 and not self.conditioning.uses_latent) else 0
-        spec = HashGridSpec.from_finest(mc.grid_levels, mc.grid_features, mc.grid_log2_size, mc.grid_base_resolution, mc.grid_finest_resolution)
-        self.field = RadianceField(spec, cm if mc.cond_density else 0, (cm + color_latent) if mc.cond_color else 0,
-                                   mc.density_hidden, mc.density_layers, mc.geo_features, mc.color_hidden,
-                                   mc.color_layers, mc.sh_degree, backend, mc.grid_precision, mc.mlp_precision)
+        spec = HashGridSpec.from_finest(mc.grid_levels, mc.grid_features, mc.grid_log2_size, mc.grid_base_resolution,
+                                        mc.grid_finest_resolution)
+        self.field = RadianceField(
+            spec, cond_density_dim=cm if mc.cond_density else 0, cond_color_dim=(cm + color_latent) if mc.cond_color else 0,
+            density_hidden=mc.density_hidden, density_layers=mc.density_layers, geo_features=mc.geo_features,
+            color_hidden=mc.color_hidden, color_layers=mc.color_layers, sh_degree=mc.sh_degree, backend=backend,
+            grid_precision=mc.grid_precision, mlp_precision=mc.mlp_precision)
         self.color_latent = color_latent
         if mc.residual_offset:
             self.residual = nn.Sequential(nn.Linear(3 + 6 * 4 + cm, 64), nn.ReLU(), nn.Linear(64, 3))
@@ -231,25 +145,30 @@ class Avatar(nn.Module):
         off = self.info.frame_offset
         return self.latent_codes.weight[off[identity] : off[identity + 1]].mean(0)
 
-    def condition(self, frames: FrameBatch):
-        """Per-frame conditioning: (cond_density [K(+1), Cd] or None, cond_color [K, Cc] or None, m [K, Cm])."""
+    def identity_latents(self, identities: torch.Tensor) -> torch.Tensor:
+        """:meth:`identity_latent` of each of identities [K] (int64) → [K, latent]."""
+        uniq, inv = identities.unique(return_inverse=True)  # a handful of identities per batch
+        return torch.stack([self.identity_latent(int(i)) for i in uniq.tolist()])[inv]
+
+    def condition(self, frames: FrameBatch) -> FrameConditioning:
+        """Per-frame conditioning of ``frames`` (expressions standardised with the training statistics)."""
         e = frames.expression
         if self.mc.normalize_expressions:
             e = (e - self.expr_mean) / self.expr_std * self.expr_varied
         i = self.identity_codes(frames.identity)
         m = self.conditioning(e, i, frames.latent)
-        cd = m if self.mc.cond_density else None
-        if cd is not None and self.mc.cond_gate == "mouth":
-            cd = torch.cat([cd, torch.ones_like(cd[:1])], 0)  # row K: INSTA's constant 1.0 slot
-        cc = None
+        density = m if self.mc.cond_density else None
+        if density is not None and self.mc.cond_gate == "mouth":
+            density = torch.cat([density, torch.ones_like(density[:1])], 0)  # row K: INSTA's constant 1.0 slot
+        color = None
         if self.mc.cond_color:
-            cc = torch.cat([m, frames.latent], -1) if self.color_latent else m
-        return cd, cc, m
+            color = torch.cat([m, frames.latent], -1) if self.color_latent else m
+        return FrameConditioning(density, color, m)
 
     # ---------------------------------------------------------------- geometry
     def mesh_set(self, frames: FrameBatch) -> MeshSet:
-        nb = "cuda" if (self.ops_backend == "cuda" and frames.vertices.is_cuda) else "cpu"
-        return MeshSet(frames.vertices, self.faces, frames.keys, backend=nb)
+        search = "cuda" if (self.ops_backend == "cuda" and frames.vertices.is_cuda) else "warp"
+        return MeshSet(frames.vertices, self.faces, frames.keys, search=search)
 
     def embed(self, x: torch.Tensor, d: torch.Tensor | None, slots: torch.Tensor, frames: FrameBatch, meshes: MeshSet):
         """Head-space samples → canonical. Returns (keep [S] bool, x_c [S', 3], d_c, face [S'])."""
@@ -283,32 +202,32 @@ class Avatar(nn.Module):
         return torch.tanh(h) * (self.mc.residual_max * self.canonical_diag)
 
     # ---------------------------------------------------------------- field at points
-    def _field(self, x_c, d_c, slots, face, cd, cc, m):
+    def _field(self, x_c, d_c, slots, face, cond: FrameConditioning):
         """σ, rgb, extra-loss terms of canonical samples (slots index the K frames)."""
         extra = {}
         if self.mc.residual_offset:
             x01, _ = self.to_unit(x_c)
-            dx = self.residual_offset(x01, m[slots])
+            dx = self.residual_offset(x01, cond.module[slots])
             extra["offset_sq"] = (dx / (self.mc.residual_max * self.canonical_diag)).pow(2).sum(-1)
             x_c = x_c + dx
         x01, inside = self.to_unit(x_c)
         rows_d = slots
-        if cd is not None and self.mc.cond_gate == "mouth":
-            rows_d = torch.where(self.mouth_face[face], slots, torch.full_like(slots, cd.shape[0] - 1))
+        if cond.density is not None and self.mc.cond_gate == "mouth":
+            rows_d = torch.where(self.mouth_face[face], slots, torch.full_like(slots, cond.density.shape[0] - 1))
         if d_c is None:
-            sigma, _ = self.field.density(x01, cd, rows_d)
+            sigma, _ = self.field.density(x01, cond.density, rows_d)
             return sigma * inside, None, extra
-        sigma, rgb = self.field(x01, d_c, cd, rows_d, cc, slots)
+        sigma, rgb = self.field(x01, d_c, cond.density, rows_d, cond.color, slots)
         return sigma * inside, rgb, extra
 
     def density_at(self, points: torch.Tensor, slots: torch.Tensor, frames: FrameBatch) -> torch.Tensor:
         """σ [N] at head-space points [N, 3] of frames[slots] (0 where cut off). For the
         occupancy grid; no gradients needed by callers."""
-        cd, cc, m = self.condition(frames)
+        cond = self.condition(frames)
         keep, x_c, _, face = self.embed(points, None, slots, frames, self.mesh_set(frames))
         sigma = torch.zeros(points.shape[0], device=points.device)
         if x_c.shape[0]:
-            s, _, _ = self._field(x_c, None, slots[keep], face, cd, cc, m)
+            s, _, _ = self._field(x_c, None, slots[keep], face, cond)
             sigma[keep] = s
         return sigma
 
@@ -325,7 +244,7 @@ class Avatar(nn.Module):
             for losses (``offset_sq`` when the residual offset is on).
         """
         R = origins.shape[0]
-        cd, cc, m = self.condition(frames)
+        cond = self.condition(frames)
         meshes = self.mesh_set(frames)
         ray_idx, t0, t1 = march_rays(origins, dirs, self.head_aabb, self.occupancy.bitfield, self.dt, backend=self.ops_backend)
         if self.rc.mesh_depth_cut and self.far_distance is not None and ray_idx.numel():
@@ -341,7 +260,7 @@ class Avatar(nn.Module):
             x = origins[r] + dirs[r] * (0.5 * (a + b))[:, None]
             s_slot = slots[r]
             keep, x_c, d_c, face = self.embed(x, dirs[r], s_slot, frames, meshes)
-            sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cd, cc, m)
+            sigma, rgb, extra = self._field(x_c, d_c, s_slot[keep], face, cond)
             return r[keep], a[keep], b[keep], sigma, rgb, extra
 
         if torch.is_grad_enabled() or self.rc.early_stop_transmittance <= 0 or ray_idx.numel() == 0:
@@ -380,3 +299,86 @@ class Avatar(nn.Module):
         if background is not None:
             rgb = rgb + T[:, None] * background
         return {"rgb": rgb, "opacity": 1 - T, "depth": depth, "n_samples": n}
+
+    # ---------------------------------------------------------------- training contract
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """{group: parameters} for every name of :data:`GROUPS` (module order within a group)."""
+        groups: dict[str, list[nn.Parameter]] = {g: [] for g in GROUPS}
+        for name, p in self.named_parameters():
+            if name.startswith("field.grid"):
+                groups["grid"].append(p)
+            elif name.startswith("identity_codes"):
+                groups["identity"].append(p)
+            elif name.startswith("latent_codes"):
+                groups["latent"].append(p)
+            elif name.startswith("conditioning"):
+                groups["conditioning"].append(p)
+            else:
+                groups["mlp"].append(p)
+        return groups
+
+    def optimizer_groups(self, frozen: tuple[str, ...] = ()) -> list[dict]:
+        """Parameter groups for an optimizer, one per learning rate ({"name": "grid" | "mlp" |
+        "codes", "params": [...]}, empty ones left out), without the groups named in
+        ``frozen`` (names of :data:`GROUPS`), which are also set to need no gradients."""
+        unknown = set(frozen) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"unknown parameter groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+        groups = self.parameter_groups()
+        for g, params in groups.items():
+            for p in params:
+                p.requires_grad_(g not in frozen)
+        out = []
+        for name, members in OPTIMIZER_GROUPS.items():
+            params = [p for g in members if g not in frozen for p in groups[g]]
+            if params:
+                out.append({"name": name, "params": params})
+        return out
+
+    def loss_terms(self, out: dict, target_rgb: torch.Tensor, target_alpha: torch.Tensor, frames: FrameBatch,
+                   tc: TrainConfig) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one step (their sum is the loss).
+
+        Args:
+            out: :meth:`render_rays` output. target_rgb: [R, 3] on the step's background.
+            target_alpha: [R] ground-truth alpha. frames: the step's frames. tc: weights.
+        Returns:
+            {"photometric", "identity"} always; "latent" with latent codes, "alpha" with
+            ``train.alpha_weight`` > 0, "offset" with the residual offset.
+        """
+        terms = {"photometric": photometric(out["rgb"], target_rgb, tc.loss, tc.huber_delta)}
+        if tc.alpha_weight > 0:
+            terms["alpha"] = tc.alpha_weight * (out["opacity"] - target_alpha).pow(2).mean()
+        if self.latent_dim > 0:
+            terms["latent"] = tc.latent_reg * code_norms(frames.latent)
+        terms["identity"] = tc.identity_reg * code_norms(self.identity_codes(frames.identity))
+        if "offset_sq" in out and out["offset_sq"].numel():
+            terms["offset"] = self.mc.residual_weight * out["offset_sq"].mean()
+        return terms
+
+    def training_callbacks(self, refresh_occupancy: bool = True) -> list[Callable[[TrainingContext], None]]:
+        """Callbacks the trainer calls after every step (each decides itself whether it is due)."""
+        return [self.refresh_occupancy] if refresh_occupancy else []
+
+    @torch.no_grad()
+    def refresh_occupancy(self, ctx: TrainingContext) -> None:
+        """Refresh random occupancy cells through the meshes of a few random training frames,
+        when :meth:`OccupancyGrid.due`."""
+        if not self.occupancy.due(ctx.step, self.rc.occupancy_update_every):
+            return
+        frames = ctx.sample_frames(8)
+        occ = self.occupancy
+        n = max(4096, occ.candidates.shape[0] // 8)
+
+        def density(points):
+            slots = torch.randint(len(frames), (points.shape[0],), generator=ctx.generator).to(points.device)
+            return self.density_at(points, slots, frames)
+
+        occ.update(density, n, self.rc.occupancy_decay, self.occupancy_sigma_threshold, ctx.generator)
+
+    @torch.no_grad()
+    def init_occupancy(self, vertices: torch.Tensor) -> None:
+        """Seed the occupancy grid around training meshes (vertices [N, 3], head space)."""
+        self.occupancy.init_from_meshes(vertices.to(self.head_aabb.device), self.far_distance,
+                                        self.rc.occupancy_init_band * self.canonical_diag,
+                                        init_density=2 * self.occupancy_sigma_threshold)

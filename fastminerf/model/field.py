@@ -181,7 +181,7 @@ class RadianceField(nn.Module):
         rows_density / rows_color [S] row of each sample → sigma [S], rgb [S, 3].
     """
 
-    def __init__(self, spec: HashGridSpec, cond_density_dim: int, cond_color_dim: int, density_hidden: int = 64,
+    def __init__(self, spec: HashGridSpec, *, cond_density_dim: int = 0, cond_color_dim: int = 0, density_hidden: int = 64,
                  density_layers: int = 1, geo_features: int = 15, color_hidden: int = 64, color_layers: int = 2,
                  sh_degree: int = 4, backend: str = "torch", grid_precision: str = "fp32", mlp_precision: str = "fp32"):
         super().__init__()

@@ -96,5 +96,11 @@ class OccupancyGrid(nn.Module):
         thr = min(float(self.density[cand].mean()), threshold)
         self.bitfield = (self.density > thr).reshape(R, R, R)
 
+    @staticmethod
+    def due(step: int, every: int) -> bool:
+        """Whether a refresh is due after ``step`` (INSTA's schedule): every
+        min(step // 16, ``every``) steps, so every step at first, while the field changes fast."""
+        return step % max(1, min(step // 16, every)) == 0
+
     def occupied_fraction(self) -> float:
         return float(self.bitfield.float().mean())

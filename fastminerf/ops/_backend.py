@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-from pathlib import Path
 
 import torch
 
 from ..errors import InputError
 
 log = logging.getLogger("fastminerf")
-CSRC = Path(__file__).resolve().parent.parent.parent / "csrc"
 _CUDA = None  # None: not tried; False: failed; module: loaded
 _CUDA_ERROR = ""
 

@@ -21,8 +21,10 @@ import os
 import time
 from pathlib import Path
 
+from ..resources import resource_dir
+
 log = logging.getLogger("fastminerf")
-CSRC = Path(__file__).resolve().parent.parent.parent / "csrc"
+CSRC = resource_dir("csrc")  # the repository's csrc/, or the copy inside an installed wheel
 NAME = "fastminerf_cuda"
 NVCC_FLAGS = ["-O3", "-lineinfo"]  # no --use_fast_math: marching and nearest need IEEE rounding
 CXX_FLAGS = ["-O3"]

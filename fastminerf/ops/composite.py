@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ._backend import cuda_ops
+
 #: largest optical depth of one sample (α = 1 − e^−50 is 1 in float32)
 TAU_MAX = 50.0
 
@@ -60,7 +62,5 @@ def composite_torch(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Te
 def composite(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background=None, backend: str = "torch"):
     """Dispatching compositor (see :func:`composite_torch` for shapes)."""
     if backend == "cuda" and sigmas.is_cuda:
-        from ._backend import cuda_ops
-
         return cuda_ops().composite(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background)
     return composite_torch(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background)

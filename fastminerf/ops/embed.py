@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import os
 import threading
+import typing
 from collections import OrderedDict
+from typing import Literal
 
 import numpy as np
 import torch
+
+from ._backend import cuda_ops
+from ._warp import init_warp
 
 
 def closest_point_on_triangle(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -171,8 +176,6 @@ class _WarpMeshes:
     @classmethod
     def kernel(cls):
         if cls._kernel is None:
-            from ._warp import init_warp
-
             wp = init_warp()
 
             @wp.kernel
@@ -194,8 +197,6 @@ class _WarpMeshes:
     @classmethod
     def ray_kernel(cls):
         if cls._ray_kernel is None:
-            from ._warp import init_warp
-
             wp = init_warp()
 
             @wp.kernel
@@ -212,8 +213,6 @@ class _WarpMeshes:
         return cls._ray_kernel
 
     def mesh(self, key, vertices: np.ndarray, faces: np.ndarray):
-        from ._warp import init_warp
-
         wp = init_warp()
 
         if key is not None and key in self.cache:
@@ -232,6 +231,9 @@ _WARP = _WarpMeshes()
 _THREADS = int(os.environ.get("FASTMINERF_WARP_THREADS", min(4, os.cpu_count() or 1)))
 
 
+MeshSearch = Literal["brute", "warp", "cuda"]
+
+
 class MeshSet:
     """K meshes of one topology with an exact nearest-triangle query.
 
@@ -240,12 +242,16 @@ class MeshSet:
         faces: [T, 3] int64.
         keys: optional K hashable ids (e.g. ("cast-id", global frame)) under which the
             acceleration structures of static meshes are cached across steps.
-        backend: "torch" (brute force; tests only), "cpu" (warp BVH) or "cuda" (csrc LBVH,
-            built on the GPU on the first query and reused by later ones).
+        search: how the nearest triangle is found — "brute" (exhaustive torch; tests only),
+            "warp" (warp-lang BVHs on the CPU) or "cuda" (csrc LBVH, built on the GPU on the
+            first query and reused by later ones). Not the ops backend: a "torch"-backend
+            model still searches with warp on the CPU.
     """
 
-    def __init__(self, vertices: torch.Tensor, faces: torch.Tensor, keys: list | None = None, backend: str = "cpu"):
-        self.vertices, self.faces, self.keys, self.backend = vertices, faces, keys, backend
+    def __init__(self, vertices: torch.Tensor, faces: torch.Tensor, keys: list | None = None, search: MeshSearch = "warp"):
+        if search not in typing.get_args(MeshSearch):
+            raise ValueError(f"search must be one of {typing.get_args(MeshSearch)}, got {search!r}")
+        self.vertices, self.faces, self.keys, self.search = vertices, faces, keys, search
         self._warp = None
         self._bvh = None
 
@@ -253,11 +259,9 @@ class MeshSet:
         """Nearest triangle of each point's mesh: points [N, 3], slots [N] → face [N] int64,
         distance [N] float32. Points farther than ``max_dist`` get face −1... only on the
         warp path; the torch and cuda paths always return the exact nearest."""
-        if self.backend == "torch" or points.shape[0] == 0:
+        if self.search == "brute" or points.shape[0] == 0:
             return nearest_triangle_torch(points, slots, self.vertices, self.faces)
-        if self.backend == "cuda":
-            from ._backend import cuda_ops
-
+        if self.search == "cuda":
             ops = cuda_ops()
             if self._bvh is None:  # built on the GPU once per MeshSet (~1 ms for 128 meshes of 10k faces)
                 self._bvh = ops.build_bvh(self.vertices, self.faces)
@@ -267,11 +271,9 @@ class MeshSet:
     def first_hit(self, origins: torch.Tensor, dirs: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """Distance along each ray to its mesh (first hit): origins, dirs [R, 3], slots [R]
         → t [R] (inf when the ray misses)."""
-        if self.backend == "torch" or origins.shape[0] == 0:
+        if self.search == "brute" or origins.shape[0] == 0:
             return first_hit_torch(origins, dirs, slots, self.vertices, self.faces)
-        if self.backend == "cuda":
-            from ._backend import cuda_ops
-
+        if self.search == "cuda":
             ops = cuda_ops()
             if self._bvh is None:
                 self._bvh = ops.build_bvh(self.vertices, self.faces)
@@ -289,8 +291,6 @@ class MeshSet:
         return out.to(origins.device)
 
     def _warp_meshes(self):
-        from ._warp import init_warp
-
         wp = init_warp()
         if self._warp is None:
             v = self.vertices.detach().cpu().numpy()

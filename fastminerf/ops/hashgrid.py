@@ -26,6 +26,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from ._backend import cuda_ops
+
 PRIMES = (1, 2654435761, 805459861)
 _MASK32 = 0xFFFFFFFF
 PRECISIONS = ("fp32", "fp16")
@@ -47,7 +49,7 @@ class HashGridSpec:
     per_level_scale: float = 1.447269237440378
 
     @staticmethod
-    def from_finest(n_levels: int, n_features: int, log2_hashmap_size: int, base_resolution: int, finest_resolution: int) -> "HashGridSpec":
+    def from_finest(n_levels: int, n_features: int, log2_hashmap_size: int, base_resolution: int, finest_resolution: int) -> HashGridSpec:
         """Spec whose last level has ≈ ``finest_resolution`` cells per axis (Instant-NGP's rule)."""
         s = math.exp(math.log(finest_resolution / base_resolution) / max(n_levels - 1, 1))
         return HashGridSpec(n_levels, n_features, log2_hashmap_size, base_resolution, s)
@@ -197,8 +199,6 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, spec: HashGridSpec, b
     if precision not in PRECISIONS:
         raise ValueError(f"hash-grid precision must be one of {PRECISIONS}, got {precision!r}")
     if backend == "cuda" and x.is_cuda:
-        from ._backend import cuda_ops
-
         return cuda_ops().hash_grid_encode(x, table, spec, half=precision == "fp16")
     if precision == "fp16":  # same rounding, straight-through float32 gradient
         table = table + (table.detach().half().float() - table.detach())

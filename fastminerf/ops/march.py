@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ._backend import cuda_ops
+
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor):
     """Entry/exit distances of rays [N, 3] with a box aabb [6] (min xyz, max xyz) → t_near,
@@ -67,7 +69,5 @@ def march_rays_torch(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tens
 def march_rays(origins, dirs, aabb, grid, dt, max_steps=None, backend: str = "torch"):
     """Dispatching marcher (see :func:`march_rays_torch`)."""
     if backend == "cuda" and origins.is_cuda:
-        from ._backend import cuda_ops
-
         return cuda_ops().march_rays(origins, dirs, aabb, grid, dt, max_steps)
     return march_rays_torch(origins, dirs, aabb, grid, dt, max_steps)

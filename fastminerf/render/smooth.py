@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..model.avatar import FrameBatch
+from ..model.frames import FrameBatch
 
 
 def kernel_radius(sigma: float) -> int:

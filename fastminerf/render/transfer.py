@@ -13,13 +13,11 @@ transfer gives for an additive head model — seen from A's first training camer
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..errors import InputError
-from ..model.avatar import FrameBatch
+from ..model.frames import FrameBatch
 
 
 def driven_frames(avatar, cast, identity: int, driver_frames: np.ndarray, pose_from_driver: bool = True):
@@ -85,36 +83,3 @@ def _driven(avatar, name: str, verts: np.ndarray, expressions: np.ndarray, c2h: 
         latent=avatar.identity_latent(ident)[None].expand(n, -1),
     )
     return fb, torch.from_numpy(np.ascontiguousarray(c2h)), torch.from_numpy(np.ascontiguousarray(K))
-
-
-def read_expression_sequence(path: str | Path, n_expressions: int) -> np.ndarray:
-    """Expression coefficients per frame from a file: ``.npy`` ([F, E] or one frame [E]) or
-    text (one frame per line, whitespace- or comma-separated). Extra columns are dropped
-    (as the data loader drops coefficients beyond the model's E).
-
-    Returns:
-        [F, n_expressions] float32.
-    Raises:
-        InputError naming the file (unreadable, NaN/inf, too few coefficients, no frames).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "expression file not found")
-    try:
-        if path.suffix.lower() == ".npy":
-            e = np.load(path, allow_pickle=False)
-        else:
-            text = path.read_text().replace(",", " ")
-            e = np.loadtxt(text.splitlines(), dtype=np.float32, ndmin=2)
-    except (ValueError, OSError, UnicodeDecodeError) as err:
-        raise InputError(path, f"unreadable expression file ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
-    e = np.asarray(e, np.float32)
-    if e.ndim == 1:
-        e = e[None]
-    if e.ndim != 2 or e.shape[0] == 0:
-        raise InputError(path, f"expected [frames, {n_expressions}] coefficients, got shape {e.shape}")
-    if e.shape[1] < n_expressions:
-        raise InputError(path, f"{e.shape[1]} expression coefficients per frame, the model uses {n_expressions}")
-    if not np.isfinite(e).all():
-        raise InputError(path, "expression coefficients contain NaN or inf")
-    return np.ascontiguousarray(e[:, :n_expressions])

@@ -2,20 +2,19 @@
 contact sheets. Files are written to a temporary name and renamed when complete."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
+from PIL import Image, ImageDraw
+
+from ..files import atomic_path
 
 
 def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
     """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension)."""
-    import imageio.v2 as imageio
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             imageio.mimsave(tmp, [np.asarray(f) for f in frames], duration=1000 / fps, loop=0)
         else:
@@ -27,22 +26,14 @@ def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
                     if H % 2 or W % 2:  # yuv420p needs even sizes
                         f = np.pad(f, ((0, H % 2), (0, W % 2), (0, 0)), mode="edge")
                     w.append_data(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
     """Save [H, W, 3|4] uint8 as PNG (temp + rename)."""
-    from PIL import Image
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    Image.fromarray(np.asarray(image)).save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
     return path
 
 
@@ -58,8 +49,6 @@ def grid_image(tiles: list[list[np.ndarray]], pad: int = 2, fill: int = 255, hea
             y, x = top + pad + i * (h + pad), pad + j * (w + pad)
             out[y : y + h, x : x + w] = t[..., :3]
     if header:
-        from PIL import Image, ImageDraw
-
         img = Image.fromarray(out)
         draw = ImageDraw.Draw(img)
         for j, text in enumerate(header[:cols]):

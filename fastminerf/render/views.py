@@ -1,21 +1,23 @@
 """Rendering whole images from an avatar, and building frame batches from a cast.
 
 :func:`render_view` is the one path from (camera, identity, expression, latent) to a
-uint8 image: ``render`` / ``transfer`` (through :func:`fastminerf.api.render_sequence`),
+uint8 image: ``render`` / ``transfer`` (through :func:`fastminerf.render.sequence.render_sequence`),
 the web preview and the preview benchmark all call it.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
 
 from ..data.rays import image_rays
-from ..model.avatar import Avatar, FrameBatch
+from ..model.avatar import Avatar
+from ..model.frames import FrameBatch
 from .video import to_uint8
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -28,53 +30,14 @@ def background_color(name: str, device="cpu") -> torch.Tensor:
     return torch.tensor(BACKGROUNDS[name], device=device)
 
 
-def frames_from_cast(avatar: Avatar, cast, frames: np.ndarray, own_latents, key_prefix=None) -> FrameBatch:
-    """A FrameBatch for global frames [K] of ``cast``.
-
-    own_latents: bool or [K] bool — use the frame's trained latent code (training frames)
-    or the identity's mean code (held-out frames). The cast may be any subset of the
-    model's identities: identities and latent rows are matched by name
-    (:meth:`CastInfo.model_index`). key_prefix: cache key prefix for the meshes (None: not cached).
-    """
-    dev = avatar.canonical.device
-    frames = np.asarray(frames, np.int64)
-    own = np.broadcast_to(np.asarray(own_latents, bool), frames.shape)
-    model_id, model_frame = avatar.info.model_index(cast, check_frames=bool(own.any()))
-    ids = torch.from_numpy(model_id[cast.frame_identity[frames]]).to(dev)
-    latent = None
-    if own.any():
-        latent = avatar.frame_latents(torch.from_numpy(model_frame[frames]).to(dev))
-    if not own.all():
-        mean = torch.stack([avatar.identity_latent(int(i)) for i in ids.tolist()])
-        latent = mean if latent is None else torch.where(torch.from_numpy(own.copy()).to(dev)[:, None], latent, mean)
-    return FrameBatch(
-        vertices=torch.from_numpy(cast.vertices(frames)).to(dev),
-        expression=torch.from_numpy(cast.expressions[frames]).to(dev),
-        identity=ids,
-        latent=latent,
-        keys=None if key_prefix is None else [(key_prefix, int(f)) for f in frames],
-    )
-
-
-def take(frames: FrameBatch, index) -> FrameBatch:
-    """Rows ``index`` (a slice or [k] indices) of a FrameBatch."""
-    return FrameBatch(vertices=frames.vertices[index], expression=frames.expression[index], identity=frames.identity[index],
-                      latent=frames.latent[index],
-                      keys=None if frames.keys is None else _take_list(frames.keys, index))
-
-
-def _take_list(items: list, index) -> list:
-    return items[index] if isinstance(index, slice) else [items[int(i)] for i in np.asarray(index).reshape(-1)]
-
-
 class RenderCancelled(Exception):
     """Raised by a render ``guard`` to abandon an image between chunks (a newer request won)."""
 
 
 @torch.no_grad()
 def render_image(avatar: Avatar, frame: FrameBatch, cam_to_head: torch.Tensor, intrinsics: torch.Tensor, height: int,
-                 width: int, background: torch.Tensor, chunk: int | None = None,
-                 guard: Callable[[], ContextManager] | None = None) -> dict:
+                 width: int, background: torch.Tensor, *, chunk: int | None = None,
+                 guard: Callable[[], AbstractContextManager] | None = None) -> dict:
     """Render one image of a single frame (``len(frame) == 1``).
 
     Args:
@@ -124,7 +87,7 @@ class ViewCamera:
     height: int
     width: int
 
-    def resized(self, size: int | None) -> "ViewCamera":
+    def resized(self, size: int | None) -> ViewCamera:
         """The same view with its longer side ``size`` pixels (None: unchanged);
         intrinsics scale with the image."""
         if size is None:
@@ -134,7 +97,7 @@ class ViewCamera:
         return ViewCamera(self.cam_to_head, torch.as_tensor(self.intrinsics, dtype=torch.float32) * scale, h, w)
 
     @staticmethod
-    def from_fov(cam_to_head, fov_y: float, aspect: float, size: int) -> "ViewCamera":
+    def from_fov(cam_to_head, fov_y: float, aspect: float, size: int) -> ViewCamera:
         """A centred camera with vertical field of view ``fov_y`` (radians) and
         ``aspect`` = width / height; the longer side is ``size`` pixels."""
         h, w = (size, max(1, round(size * aspect))) if aspect <= 1 else (max(1, round(size / aspect)), size)
@@ -178,7 +141,7 @@ def _tensor(x, device) -> torch.Tensor:
 @torch.no_grad()
 def render_view(avatar: Avatar, camera: ViewCamera, identity: int, expression, latent=None, size: int | None = None, *,
                 vertices=None, background: torch.Tensor | None = None, chunk: int | None = None,
-                guard: Callable[[], ContextManager] | None = None) -> np.ndarray:
+                guard: Callable[[], AbstractContextManager] | None = None) -> np.ndarray:
     """Render ``identity`` with ``expression`` seen by ``camera``; the one rendering path
     of ``render``, the preview and the benchmarks.
 
@@ -201,5 +164,5 @@ def render_view(avatar: Avatar, camera: ViewCamera, identity: int, expression, l
     fb = FrameBatch(vertices=_tensor(vertices, dev)[None], expression=_tensor(expression, dev)[None],
                     identity=torch.tensor([identity], dtype=torch.long, device=dev), latent=lat[None])
     bg = background_color(avatar.rc.eval_background, dev) if background is None else background.to(dev)
-    out = render_image(avatar, fb, cam.cam_to_head, cam.intrinsics, cam.height, cam.width, bg, chunk, guard)
+    out = render_image(avatar, fb, cam.cam_to_head, cam.intrinsics, cam.height, cam.width, bg, chunk=chunk, guard=guard)
     return to_uint8(out["rgb"])

@@ -19,9 +19,7 @@ map onto the model's latent rows by name (:meth:`CastInfo.model_index`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..api import avatar_from_state, cast_of
 from ..config import Config
 from ..data.cast import Cast, load_cast
 from ..errors import InputError
 from ..eval.evaluate import evaluate_identity
-from ..model.avatar import CastInfo
-from .checkpoint import checkpoint_path, load_checkpoint
-from .trainer import Scope, Trainer, exponential_schedule
+from ..files import write_json
+from ..model.avatar import GROUPS
+from ..model.cast_info import CastInfo
+from ..model.checkpoint import checkpoint_path, load_checkpoint
+from ..model.loading import avatar_from_state, cast_of
+from .trainer import Scope, Trainer
 
 log = logging.getLogger(__name__)
 
-#: parameter groups that ``--freeze`` may name (see :func:`~fastminerf.train.trainer.make_optimizer`)
-GROUPS = ("grid", "mlp", "conditioning", "identity", "latent")
 #: the whole network (what adapting a new identity keeps fixed)
 NETWORK = ("grid", "mlp", "conditioning")
 #: warn when fewer of a new identity's mesh vertices than this lie in occupied cells
@@ -107,12 +105,12 @@ def first_seconds(cast: Cast, identity: int, seconds: float | None) -> np.ndarra
 def fine_tune_config(cfg: Config, steps: int, lr_grid: float | None = None, lr_mlp: float | None = None,
                      lr_codes: float | None = None) -> Config:
     """A copy of ``cfg`` for a fine-tuning run: ``steps`` steps, given learning rates (None
-    keeps the config's), no periodic evals, no time budget, one checkpoint at the end."""
+    keeps the config's), no warm-up, no periodic evals, no time budget, one checkpoint at the end."""
     if steps < 1:
         raise InputError(None, f"--steps must be at least 1 (got {steps})")
     out = Config.from_dict(cfg.to_dict())
     t = out.train
-    t.steps, t.max_minutes, t.eval_every, t.save_every = int(steps), None, 0, 0
+    t.steps, t.max_minutes, t.eval_every, t.save_every, t.lr_warmup_steps = int(steps), None, 0, 0, 0
     for key, value in (("lr_grid", lr_grid), ("lr_mlp", lr_mlp), ("lr_codes", lr_codes)):
         if value is not None:
             if not value > 0:
@@ -142,19 +140,12 @@ def derived_run_dir(checkpoint_path: str | Path, suffix: str) -> Path:
     return cand
 
 
-def _run(cfg: Config, cast: Cast, run_dir: Path, start: dict, scope: Scope, device, progress: bool,
-         first_step: int = 0) -> Trainer:
-    """Fine-tune from checkpoint dict ``start`` for ``cfg.train.steps`` steps (numbered after
-    ``first_step``; the lr decays over these steps only)."""
+def _run(cfg: Config, cast: Cast, run_dir: Path, start: dict, scope: Scope, device, progress: bool) -> Trainer:
+    """Fine-tune from checkpoint dict ``start`` for ``cfg.train.steps`` steps, numbered after
+    ``scope.first_step`` (the lr decays over these steps only)."""
     cfg = Config.from_dict(cfg.to_dict())
-    steps = cfg.train.steps
-    cfg.train.steps = first_step + steps
+    cfg.train.steps += scope.first_step
     trainer = Trainer(cfg, cast, run_dir, device=device, init=start, scope=scope)
-    held = {id(p) for group in trainer.opt.param_groups for p in group["params"]}
-    for p in trainer.avatar.parameters():  # frozen parameters need no gradients (skips e.g. the grid's scatter-add)
-        p.requires_grad_(id(p) in held)
-    trainer.step = first_step
-    trainer.sched = exponential_schedule(trainer.opt, steps, cfg.train.lr_final_ratio)
     trainer.run(progress=progress, final_eval=False)
     trainer.avatar.eval()
     return trainer
@@ -167,10 +158,7 @@ def _evaluate(avatar, cast: Cast, frames: int | None, background: str) -> dict:
 
 
 def _write_report(result: AdaptResult) -> None:
-    path = result.run_dir / "adapt.json"
-    tmp = path.with_name(f".adapt.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1))
-    tmp.replace(path)
+    write_json(result.run_dir / "adapt.json", result.to_dict())
 
 
 def personalize(checkpoint: str | Path, identity: str, *, steps: int = 300, lr: float | None = None,
@@ -337,8 +325,8 @@ def add_identity(checkpoint: str | Path, folder: str | Path, *, seconds: float |
         lrs = personalize_lrs(cfg, personalize_lr)
         settings.update({f"personalize_{key}": v for key, v in lrs.items()})
         trainer = _run(fine_tune_config(cfg, personalize_steps, **lrs), cast, run_dir, trainer.state(),
-                       Scope(frames=frames, frozen=("conditioning",), refresh_occupancy=True, origin=origin),
-                       device, progress, first_step=trainer.step)
+                       Scope(frames=frames, frozen=("conditioning",), refresh_occupancy=True, origin=origin,
+                             first_step=trainer.step), device, progress)
         fill_untrained_latents(trainer.avatar, k, cast.frame_local[frames])
         trainer.save()
     seconds_taken = time.perf_counter() - t0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.live import Live
+
 
 class Progress:
     """Context manager; ``update(step, **figures)`` refreshes the line (plain prints every
@@ -19,8 +21,6 @@ class Progress:
 
     def __enter__(self):
         if self.enabled and self.tty:
-            from rich.live import Live
-
             self.live = Live("", refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self

@@ -1,9 +1,14 @@
-"""The training loop: batch → render → loss → step, plus occupancy refreshes, evals, saves.
+"""The training loop: batch → render → loss → step, then the model's callbacks, evals, saves.
 
-Stages live elsewhere (data.rays, model.avatar, train.losses, eval.evaluate); this module
-only orders them. Runs are written to ``outputs/<data>/<config name>/<timestamp>/`` with
-``config.yml``, ``checkpoints/step-XXXXXXXXX.ckpt``, ``metrics.jsonl`` (one line per eval)
-and, at the end, ``metrics.json`` (the final held-out evaluation).
+The loop is generic: the avatar says which parameters exist and which are frozen
+(:meth:`~fastminerf.model.avatar.Avatar.optimizer_groups`), what the loss terms are
+(:meth:`~fastminerf.model.avatar.Avatar.loss_terms`) and what runs after each step
+(:meth:`~fastminerf.model.avatar.Avatar.training_callbacks`, e.g. the occupancy refresh).
+Fine-tuning (personalise, adapt) is the same loop with a :class:`Scope`.
+
+Runs are written to ``outputs/<data>/<config name>/<timestamp>/`` with ``config.yml``,
+``checkpoints/step-XXXXXXXXX.ckpt``, ``metrics.jsonl`` (one line per eval) and, at the end,
+``metrics.json`` (the final held-out evaluation).
 """
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ import contextlib
 import json
 import math
 import time
-import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -23,47 +28,20 @@ import torch
 from ..config import Config, save_config
 from ..data.cast import Cast, load_cast
 from ..data.rays import RayBatcher
-from ..errors import InputError
+from ..errors import InputError, TrainingDiverged
 from ..eval.evaluate import evaluate_cast
-from ..model.avatar import Avatar, CastInfo, FrameBatch
-from ..ops._backend import resolve_backend
+from ..files import write_json
+from ..model.avatar import TrainingContext
+from ..model.cast_info import CastInfo
+from ..model.checkpoint import checkpoint_path, clean_checkpoint_folder, load_checkpoint, save_checkpoint
+from ..model.frames import CastFrames, FrameBatch
+from ..model.loading import build_avatar, default_device
+from ..ops.cpu import tune_allocator
 from ..render.views import background_color
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from .losses import code_norms, photometric
+from .progress import Progress
 
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def build_avatar(cfg: Config, info: CastInfo, device, backend: str | None = None) -> Avatar:
-    """An Avatar for ``info`` on ``device`` (backend resolved from the config unless given)."""
-    backend = backend or resolve_backend(cfg.train.backend)
-    return Avatar(cfg.model, cfg.render, info, backend=backend).to(device)
-
-
-def make_optimizer(avatar: Avatar, cfg: Config, frozen: tuple[str, ...] = ()) -> torch.optim.Adam:
-    """Adam with three groups: hash grid, networks (MLPs + conditioning), codes.
-
-    ``frozen`` names groups/modules left out: any of "grid", "mlp", "conditioning",
-    "identity", "latent" (personalisation freezes the conditioning module, adaptation
-    everything but the new codes).
-    """
-    tc = cfg.train
-    grid = [] if "grid" in frozen else [avatar.field.grid.table]
-    mlp = []
-    for name, p in avatar.named_parameters():
-        if name.startswith(("field.grid", "identity_codes", "latent_codes")):
-            continue
-        if name.startswith("conditioning") and "conditioning" in frozen:
-            continue
-        if not name.startswith("conditioning") and "mlp" in frozen:
-            continue
-        mlp.append(p)
-    codes = ([] if "identity" in frozen else [avatar.identity_codes.weight]) + ([] if "latent" in frozen else [avatar.latent_codes.weight])
-    groups = [g for g in ({"params": grid, "lr": tc.lr_grid, "name": "grid"}, {"params": mlp, "lr": tc.lr_mlp, "name": "mlp"},
-                          {"params": codes, "lr": tc.lr_codes, "name": "codes"}) if g["params"]]
-    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=tc.adam_eps)
+#: bytes of all frames' vertices kept on the GPU (a step then gathers its meshes there)
+GPU_VERTEX_CACHE_BYTES = 1 << 30
 
 
 def exponential_schedule(opt, steps: int, final_ratio: float, warmup: int = 0):
@@ -80,34 +58,31 @@ class Scope:
 
     Attributes:
         frames: global frames of the cast to draw rays from (None: every training frame).
-        frozen: parameter groups kept out of the optimizer (see :func:`make_optimizer`).
+        frozen: parameter groups kept fixed (names of ``model.avatar.GROUPS``).
         refresh_occupancy: refresh the occupancy grid during the run (off while the shared
             network is frozen, so the grid stays exactly as trained).
         origin: where a fine-tuning run started (checkpoint, step, kind); saved with it.
+        first_step: the step the run starts counting from (a fine-tune continuing another
+            run's numbering); the learning rate decays over ``train.steps − first_step``.
     """
 
     frames: np.ndarray | None = None
     frozen: tuple[str, ...] = ()
     refresh_occupancy: bool = True
     origin: dict | None = None
+    first_step: int = 0
 
     def to_dict(self) -> dict:
         return {"frames": None if self.frames is None else np.asarray(self.frames, np.int64).tolist(),
-                "frozen": list(self.frozen), "refresh_occupancy": self.refresh_occupancy, "origin": self.origin}
+                "frozen": list(self.frozen), "refresh_occupancy": self.refresh_occupancy, "origin": self.origin,
+                "first_step": self.first_step}
 
     @staticmethod
-    def from_dict(d: dict | None) -> "Scope":
+    def from_dict(d: dict | None) -> Scope:
         d = d or {}
         frames = d.get("frames")
         return Scope(None if frames is None else np.asarray(frames, np.int64), tuple(d.get("frozen", ())),
-                     bool(d.get("refresh_occupancy", True)), d.get("origin"))
-
-
-class TrainingDiverged(InputError):
-    """Training produced NaN/inf for many steps in a row (printed as one line by the CLI)."""
-
-    def __init__(self, problem: str):
-        super().__init__(None, problem)
+                     bool(d.get("refresh_occupancy", True)), d.get("origin"), int(d.get("first_step", 0)))
 
 
 @dataclass
@@ -129,7 +104,7 @@ class Trainer:
         scope: what the run draws from and may change (fine-tuning; restored on resume).
     """
 
-    def __init__(self, cfg: Config, cast: Cast, run_dir: Path, device=None, resume: dict | None = None,
+    def __init__(self, cfg: Config, cast: Cast, run_dir: Path, *, device=None, resume: dict | None = None,
                  init: dict | None = None, scope: Scope | None = None):
         self.cfg, self.cast, self.run_dir = cfg, cast, Path(run_dir)
         self.device = torch.device(device) if device is not None else default_device()
@@ -139,17 +114,20 @@ class Trainer:
         info = CastInfo.from_cast(cast, cfg.model.aabb_margin) if start is None else CastInfo.from_dict(start["cast"])
         self.scope = Scope.from_dict(resume.get("scope")) if resume is not None else (scope or Scope())
         if resume is not None and self.scope.origin is None and info.names != cast.names:
-            raise ValueError(f"checkpoint was trained on {info.names}, got {cast.names}")
+            raise InputError(resume["path"], f"checkpoint was trained on {', '.join(info.names)}, "
+                                             f"got {', '.join(cast.names)} (resume with the same identity folders)")
         self.avatar = build_avatar(cfg, info, self.device)
-        self.model_identity, self.model_frame = info.model_index(cast)  # cast → model indices (identity maps when training)
-        self.token = uuid.uuid4().hex  # cache key for this cast's static meshes
+        info.model_index(cast)  # every cast identity is in the model with its frame count (else one line)
+        self.frames = CastFrames(self.avatar, cast, cache_meshes=True, gpu_cache_bytes=GPU_VERTEX_CACHE_BYTES)
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
                                   device=self.device, seed=tc.seed, frames=self.scope.frames)
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
-        self._gpu_vertices = self._vertex_cache(cast)
-        self.opt = make_optimizer(self.avatar, cfg, self.scope.frozen)
-        self.sched = exponential_schedule(self.opt, tc.steps, tc.lr_final_ratio, tc.lr_warmup_steps)
-        self.step = 0
+        lrs = {"grid": tc.lr_grid, "mlp": tc.lr_mlp, "codes": tc.lr_codes}
+        groups = [{**g, "lr": lrs[g["name"]]} for g in self.avatar.optimizer_groups(self.scope.frozen)]
+        self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=tc.adam_eps)
+        self.sched = exponential_schedule(self.opt, tc.steps - self.scope.first_step, tc.lr_final_ratio, tc.lr_warmup_steps)
+        self.callbacks = self.avatar.training_callbacks(self.scope.refresh_occupancy)
+        self.step = self.scope.first_step
         self.bad_steps = 0
         if start is None:
             self._init_occupancy()
@@ -166,32 +144,12 @@ class Trainer:
     def _init_occupancy(self) -> None:
         train = self.cast.frames("train")
         pick = train[np.linspace(0, len(train) - 1, min(len(train), 256)).astype(int)]
-        v = torch.from_numpy(self.cast.vertices(pick).reshape(-1, 3)).to(self.device)
-        a = self.avatar
-        a.occupancy.init_from_meshes(v, a.far_distance, self.cfg.render.occupancy_init_band * a.canonical_diag,
-                                     init_density=2 * a.occupancy_sigma_threshold)
+        self.avatar.init_occupancy(torch.from_numpy(self.cast.vertices(pick).reshape(-1, 3)))
 
-    GPU_VERTEX_CACHE_BYTES = 1 << 30
-
-    def _vertex_cache(self, cast: Cast) -> torch.Tensor | None:
-        """All frames' vertices [NF, V, 3] on the GPU when they fit in 1 GiB (a step then
-        gathers its K meshes on the device instead of copying them from host memory)."""
-        if self.device.type != "cuda" or cast.n_frames * cast.canonical.shape[0] * 12 > self.GPU_VERTEX_CACHE_BYTES:
-            return None
-        return torch.from_numpy(cast.vertices(np.arange(cast.n_frames))).to(self.device)
-
-    def frame_batch(self, frames: torch.Tensor, own_latents: bool = True) -> FrameBatch:
-        """FrameBatch of global training frames [K] (latent codes with gradients)."""
-        f = frames.cpu().numpy()
-        dev = self.device
-        cached = self._gpu_vertices
-        return FrameBatch(
-            vertices=cached[frames.to(dev)] if cached is not None else torch.from_numpy(self.cast.vertices(f)).to(dev),
-            expression=torch.from_numpy(self.cast.expressions[f]).to(dev),
-            identity=torch.from_numpy(self.model_identity[self.cast.frame_identity[f]]).to(dev),
-            latent=self.avatar.frame_latents(torch.from_numpy(self.model_frame[f]).to(dev)),
-            keys=[(self.token, int(x)) for x in f],
-        )
+    def sample_frames(self, n: int) -> FrameBatch:
+        """FrameBatch of up to ``n`` distinct random frames the run draws rays from."""
+        table = self.batcher.frame_table
+        return self.frames.batch(table[torch.randint(len(table), (n,), generator=self.gen)].unique())
 
     def drop_expressions(self, expression: torch.Tensor, p: float) -> torch.Tensor:
         """[K, E] → [K, E]: each frame's row replaced by the training mean with probability
@@ -210,29 +168,23 @@ class Trainer:
         tc = self.cfg.train
         batch = self.batcher.sample()
         frames, slots = torch.unique(batch.frame, return_inverse=True)
-        fb = self.frame_batch(frames)
+        fb = self.frames.batch(frames)
         if tc.expression_dropout > 0:
             fb.expression = self.drop_expressions(fb.expression, tc.expression_dropout)
         bg = self.background(len(batch))
         out = self.avatar.render_rays(batch.origins, batch.directions, slots, fb, bg)
         alpha = batch.rgba[:, 3:]
         target = batch.rgba[:, :3] * alpha + bg * (1 - alpha)
-        loss = photometric(out["rgb"], target, tc.loss, tc.huber_delta)
-        if tc.alpha_weight > 0:
-            loss = loss + tc.alpha_weight * (out["opacity"] - alpha[:, 0]).pow(2).mean()
-        if self.avatar.latent_dim > 0:
-            loss = loss + tc.latent_reg * code_norms(fb.latent)
-        loss = loss + tc.identity_reg * code_norms(self.avatar.identity_codes(fb.identity))
-        if "offset_sq" in out and out["offset_sq"].numel():
-            loss = loss + self.cfg.model.residual_weight * out["offset_sq"].mean()
+        loss = sum(self.avatar.loss_terms(out, target, alpha[:, 0], fb, tc).values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self._finite_update(loss):
             self.opt.step()
         self.sched.step()
         self.step += 1
-        if self.scope.refresh_occupancy and self._occupancy_due():
-            self.update_occupancy()
+        ctx = TrainingContext(self.step, self.gen, self.sample_frames)
+        for callback in self.callbacks:
+            callback(ctx)
         with torch.no_grad():
             mse = (out["rgb"] - target).pow(2).mean()
         return StepStats(float(loss.detach()), float(-10 * torch.log10(mse.clamp_min(1e-10))), out["n_samples"], time.perf_counter() - t0)
@@ -243,7 +195,7 @@ class Trainer:
     def _finite_update(self, loss: torch.Tensor) -> bool:
         """False (the optimizer step is skipped) when the loss or any gradient is NaN/inf, so
         one bad batch never reaches the weights or a checkpoint. Raises
-        :class:`TrainingDiverged` after :data:`MAX_BAD_STEPS` such steps in a row."""
+        :class:`~fastminerf.errors.TrainingDiverged` after :data:`MAX_BAD_STEPS` such steps in a row."""
         grads = [p.grad for g in self.opt.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else loss
         ok = bool(torch.isfinite(loss + norm))
@@ -253,25 +205,6 @@ class Trainer:
                                    f"(step {self.step + 1}); the checkpoints in {self.run_dir / 'checkpoints'} are from "
                                    "before it. Lower train.lr_mlp / train.lr_grid or use another conditioning.")
         return ok
-
-    def _occupancy_due(self) -> bool:
-        every = max(1, min(self.step // 16, self.cfg.render.occupancy_update_every))
-        return self.step % every == 0
-
-    @torch.no_grad()
-    def update_occupancy(self) -> None:
-        """Refresh random cells through the meshes of a few random training frames."""
-        train = self.batcher.frame_table
-        frames = train[torch.randint(len(train), (8,), generator=self.gen)].unique()
-        fb = self.frame_batch(frames)
-        occ = self.avatar.occupancy
-        n = max(4096, occ.candidates.shape[0] // 8)
-
-        def density(points):
-            slots = torch.randint(len(frames), (points.shape[0],), generator=self.gen).to(self.device)
-            return self.avatar.density_at(points, slots, fb)
-
-        occ.update(density, n, self.cfg.render.occupancy_decay, self.avatar.occupancy_sigma_threshold, self.gen)
 
     def state(self) -> dict:
         return {
@@ -298,17 +231,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: bool = True, final_eval: bool = True,
-            step_guard: Callable[[], ContextManager] | None = None) -> dict:
+            step_guard: Callable[[], AbstractContextManager] | None = None) -> dict:
         """Train until ``train.steps`` (or ``train.max_minutes``); returns the final metrics.
 
         ``step_guard``: a context-manager factory held around each step (with its evals and
         saves) and the final save and evaluation — the live preview's time share.
         """
-        from .progress import Progress
-
         tc = self.cfg.train
         guard = step_guard or contextlib.nullcontext
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        clean_checkpoint_folder(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yml")
         start = time.perf_counter()
         rays = self.cfg.data.rays_per_batch
@@ -336,9 +268,7 @@ class Trainer:
         metrics.update(step=self.step, train_seconds=round(train_seconds, 2))
         if final_eval:
             self._log_metrics(metrics, train_seconds)
-            tmp = self.run_dir / ".metrics.json.tmp"
-            tmp.write_text(json.dumps(metrics, indent=1))
-            tmp.replace(self.run_dir / "metrics.json")
+            write_json(self.run_dir / "metrics.json", metrics)
         return metrics
 
     def _log_metrics(self, m: dict, elapsed: float) -> None:
@@ -355,13 +285,8 @@ def run_dir_for(cfg: Config, identity_paths: list, out_root: str | Path = "outpu
 
 def prepare_trainer(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
                     device=None) -> Trainer:
-    """A Trainer for a new run on identity folders, or one resumed from a checkpoint."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if not torch.cuda.is_available():
-        from ..ops.cpu import tune_allocator
-
-        tune_allocator()
+    """A Trainer for a new run on identity folders, or one resumed from a checkpoint (with the
+    checkpoint's own config, thread count included, so it continues exactly)."""
     state = None
     if resume is not None:
         state = load_checkpoint(resume)
@@ -369,6 +294,10 @@ def prepare_trainer(cfg: Config, identity_paths: list, out_root: str | Path = "o
         cfg = Config.from_dict(state["config"], state["path"])
     else:
         run_dir = run_dir_for(cfg, identity_paths, out_root)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if not torch.cuda.is_available():
+        tune_allocator()
     cast = load_cast(identity_paths, cfg.data.expression_dims)
     return Trainer(cfg, cast, run_dir, device=device, resume=state)
 

@@ -4,9 +4,10 @@ model being trained; training steps and preview render chunks share the model th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from ..train.trainer import prepare_trainer
 from .sequences import CastSequences
 from .server import PreviewServer
 from .timeshare import TimeShare
@@ -34,8 +35,6 @@ def train_with_preview(cfg, identity_paths: list, out_root: str | Path = "output
     Returns:
         (run folder, final metrics, the running :class:`PreviewServer`).
     """
-    from ..train.trainer import prepare_trainer
-
     trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device)
     steps = trainer.cfg.train.steps
     share = TimeShare(render_share)

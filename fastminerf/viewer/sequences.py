@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..data.cast import expand_identity_paths, read_any_identity
+from ..data.expressions import read_expression_sequence
 
 log = logging.getLogger("fastminerf")
 
@@ -82,34 +83,19 @@ class CastSequences:
         if name in self._extra:
             return self._extra[name]
         if name not in self._loaded:
-            from ..data.cast import read_any_identity
-
             self._loaded[name] = identity_sequence(read_any_identity(self._roots.pop(name)), self.n_expressions)
         return self._loaded[name]
 
 
 def load_expressions_file(path: str | Path, n_expressions: int, fps: float = 25.0) -> Sequence:
-    """An expressions file as a sequence: ``.npy`` [F, E'] or text with one frame per line
-    (E' ≥ E; extra columns are dropped).
+    """An expressions file as a sequence (parsing rules of
+    :func:`fastminerf.data.expressions.read_expression_sequence`).
 
     Raises:
         InputError: missing file, unreadable content, wrong shape, non-finite values.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "expressions file not found")
-    try:
-        e = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, ndmin=2)
-    except Exception as err:  # numpy raises several types for bad content
-        raise InputError(p, f"not a readable expressions file ({type(err).__name__})") from None
-    e = np.asarray(e, np.float32)
-    if e.ndim == 1:
-        e = e[None]
-    if e.ndim != 2 or e.shape[0] == 0 or e.shape[1] < n_expressions:
-        raise InputError(p, f"expressions must be [frames, >= {n_expressions}], got {list(e.shape)}")
-    if not np.isfinite(e).all():
-        raise InputError(p, "expressions contain NaN or inf")
-    return Sequence(f"file: {p.name}", e[:, :n_expressions], fps)
+    e = read_expression_sequence(path, n_expressions)
+    return Sequence(f"file: {Path(path).name}", e, fps)
 
 
 def sequences_for(info, identity_paths: list | None = None) -> CastSequences:
@@ -117,8 +103,6 @@ def sequences_for(info, identity_paths: list | None = None) -> CastSequences:
     ``identity_paths`` (identity folders or folders of them) when they moved. Identities
     whose folder is gone are simply not offered."""
     if identity_paths:
-        from ..data.cast import expand_identity_paths
-
         roots = {p.name: p for p in expand_identity_paths(identity_paths) if p.name in info.names}
     else:
         roots = dict(zip(info.names, info.identity_roots))

@@ -11,11 +11,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import InputError
+from ..extras import require
 from ..render.views import render_view
 from .camera import HOME_FOV, camera_from_client, home_view
 from .gui import Controls
@@ -28,11 +29,7 @@ log = logging.getLogger("fastminerf")
 
 def import_viser():
     """viser, or a one-line error naming the extra to install."""
-    try:
-        import viser
-    except ImportError:
-        raise InputError(None, "the preview needs viser: pip install -e '.[preview]'") from None
-    return viser
+    return require("viser", "preview", "the preview")
 
 
 def check_port(host: str, port: int) -> None:
@@ -90,7 +87,7 @@ class PreviewServer:
         self._player: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "PreviewServer":
+    def start(self) -> PreviewServer:
         """Bind, build the page and start the render and playback threads.
 
         Raises:
@@ -124,7 +121,7 @@ class PreviewServer:
             self.viser.stop()
             self.viser = None
 
-    def __enter__(self) -> "PreviewServer":
+    def __enter__(self) -> PreviewServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

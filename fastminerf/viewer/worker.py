@@ -15,8 +15,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Callable, ContextManager
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class FrameInfo:
         return 1.0 / max(self.seconds, 1e-6)
 
 
-RenderFn = Callable[[Request, int, Callable[[], ContextManager]], np.ndarray]
+RenderFn = Callable[[Request, int, Callable[[], AbstractContextManager]], np.ndarray]
 PublishFn = Callable[[Request, np.ndarray, FrameInfo], None]
 
 
@@ -72,7 +73,7 @@ class RenderWorker:
 
     def __init__(self, render: RenderFn, publish: PublishFn, size: int, rest_s: float = 0.3,
                  moving_budget_s: float = 1 / 12, min_size: int = 32,
-                 outer_guard: Callable[[], ContextManager] | None = None):
+                 outer_guard: Callable[[], AbstractContextManager] | None = None):
         self.render, self.publish, self.size = render, publish, int(size)
         self.rest_s, self.moving_budget_s, self.min_size = rest_s, moving_budget_s, min(min_size, int(size))
         self.outer_guard = outer_guard or contextlib.nullcontext
@@ -88,7 +89,7 @@ class RenderWorker:
         self.last: FrameInfo | None = None
 
     # ------------------------------------------------------------------ control
-    def start(self) -> "RenderWorker":
+    def start(self) -> RenderWorker:
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="fastminerf-render", daemon=True)
         self._thread.start()

@@ -10,12 +10,15 @@ file and in :mod:`fastminerf.data.preprocess.derive_correspondence`, which rebui
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import InputError
+from ...files import write_text
 from .face_model_ict import ict_to_kept
+from .tracking import import_mediapipe
 
 TABLE_PATH = Path(__file__).with_name("mediapipe_ict.json")
 N_LANDMARKS = 478
@@ -60,18 +63,12 @@ def save_table(ict_vertex: np.ndarray, weight: np.ndarray, notes: dict, path: Pa
     head = json.dumps(notes, indent=1)[:-2]  # notes, then the two arrays on one line each
     text = (f"{head},\n \"ict_vertex\": {json.dumps([int(x) for x in ict_vertex])},\n"
             f" \"weight\": {json.dumps([round(float(x), 3) for x in weight])}\n}}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def mediapipe_canonical(task_path: str | Path) -> np.ndarray:
     """[468, 3] MediaPipe's canonical face mesh (cm, +y up, +z out of the face), read from
     the geometry metadata inside ``face_landmarker.task``."""
-    import zipfile
-
-    from .tracking import import_mediapipe
-
     import_mediapipe()
     from mediapipe.tasks.cc.vision.face_geometry.proto import geometry_pipeline_metadata_pb2 as gp
 

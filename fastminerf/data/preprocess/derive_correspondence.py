@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from .correspondence import ANCHORS_MP_TO_68, N_LANDMARKS, TABLE_PATH, mediapipe_canonical, save_table, umeyama
 from .face_model_ict import ICT_LANDMARKS_68, ict_to_kept, kept_vertex_ids, load_ict
+from .pipeline import fit_tracked, track_clip
 
 FACE_OVAL = sorted({10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
                     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109})
@@ -103,8 +104,6 @@ def refine(model, table: np.ndarray, clips: list, radius_cm: float = 0.8, huber:
 
 
 def main(argv=None) -> None:
-    from .pipeline import fit_tracked, track_clip
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("videos", nargs="*")
     ap.add_argument("--face-model", required=True)

@@ -35,6 +35,7 @@ import numpy as np
 
 from ...errors import InputError
 from ..face_model import FaceModel
+from .regions import ict_regions
 
 NAME = "ict-facekit"
 ENV_VAR = "FASTMINERF_FACE_MODEL"
@@ -209,8 +210,6 @@ def read_ict_folder(folder: Path) -> FaceModel:
     faces = tk[(tk >= 0).all(1)].astype(np.int32)
     verts = (neutral[kept] * scale).astype(np.float32)
     lm = to_kept[ICT_LANDMARKS_68]
-    from .regions import ict_regions
-
     return FaceModel(
         name=NAME,
         vertices=verts,
@@ -219,7 +218,7 @@ def read_ict_folder(folder: Path) -> FaceModel:
         identity_names=[f.stem for f in id_files],
         expression_basis=expr.astype(np.float32),
         expression_names=names,
-        vertex_regions=ict_regions(verts, lm),
+        vertex_regions=ict_regions(verts, lm, part_of_vertex()),
         landmarks=lm,
     )
 

@@ -106,7 +106,7 @@ class ClipObjective:
     """
 
     def __init__(self, landmarks, valid, weights, template, identity_basis, expression_basis, image_size,
-                 fps, cfg: "FitConfig", init_expression=None, init_rotation=None, focal_init=None, identity=None):
+                 fps, cfg: FitConfig, init_expression=None, init_rotation=None, focal_init=None, identity=None):
         dt = torch.float32
         F, L = landmarks.shape[:2]
         W, H = image_size

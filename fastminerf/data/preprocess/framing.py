@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tracking import import_cv2
+
 
 @dataclass
 class CropBox:
@@ -38,7 +40,7 @@ class CropBox:
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """[H, W, C] source → [size, size, C] crop (area filter when shrinking)."""
-        import cv2
+        cv2 = import_cv2()
 
         crop = image[self.y0:self.y0 + self.side, self.x0:self.x0 + self.side]
         interp = cv2.INTER_AREA if self.side > self.size else cv2.INTER_CUBIC

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tracking import import_mediapipe
+from .tracking import import_cv2, import_mediapipe
 
 
 class HeadMatte:
@@ -21,7 +21,7 @@ class HeadMatte:
         self.seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         self.neck = neck
 
-    def __enter__(self) -> "HeadMatte":
+    def __enter__(self) -> HeadMatte:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -41,7 +41,7 @@ def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.25, neck
     0.42 face heights from the face axis up to cheek level (0.45), wider above (hair); below it only a
     band of half-width ``neck_width`` around the axis, down to ``neck`` under the chin.
     """
-    import cv2
+    cv2 = import_cv2()
 
     H, W = conf.shape
     lm = landmarks[:, :2].astype(np.float32)
@@ -77,7 +77,7 @@ def head_alpha(conf: np.ndarray, landmarks: np.ndarray, neck: float = 0.25, neck
 
 def _fill_holes(binary: np.ndarray) -> np.ndarray:
     """Fill background regions not connected to the image border ([H, W] uint8 0/1)."""
-    import cv2
+    cv2 = import_cv2()
 
     H, W = binary.shape
     pad = np.zeros((H + 2, W + 2), np.uint8)

@@ -8,6 +8,7 @@ once everything (including ``audio.wav`` and ``qa/``) is written.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from . import qa, tracking, video
 from .correspondence import kept_table
 from .fitting import FitConfig, FitResult, fit_clip
 from .framing import crop_box, face_height
+from .masks import HeadMatte
+from .segmentation import FaceParts, seg_mask
+from .tracking import import_cv2
 
 MIN_FACE_FRACTION = 0.5
 QA_FRAMES = 8  # frames on the contact sheet (two tiles each)
@@ -147,7 +151,7 @@ def _write_qa(qdir: Path, tiles, res: FitResult, lm_all, valid, info, box, K, op
               has_audio) -> dict:
     """qa/contact_sheet.png, qa/reprojection.csv and qa/summary.json; returns the summary."""
     qdir.mkdir()
-    cv2 = _cv2()
+    cv2 = import_cv2()
     cv2.imwrite(str(qdir / "contact_sheet.png"), qa.contact_sheet(tiles, cols=4, tile=384)[..., ::-1])
     fh = face_height(lm_all)
     qa.write_errors_csv(qdir / "reprojection.csv", res.error_px, fh, valid)
@@ -176,11 +180,6 @@ def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: Fi
     PNG/OBJ encoding runs in one background thread (zlib and file I/O release the GIL) while
     the main thread decodes and segments the next frames.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .masks import HeadMatte
-    from .segmentation import FaceParts, seg_mask
-
     F = info.n_frames
     pick = set(np.linspace(0, F - 1, min(QA_FRAMES, F)).round().astype(int).tolist())
     lm_crop = box.points(lm_all)
@@ -207,9 +206,3 @@ def _write_frames(writer: IdentityWriter, info, box, lm_all: np.ndarray, res: Fi
         for p in pending:
             p.result()
     return tiles
-
-
-def _cv2():
-    from .qa import _cv2 as get
-
-    return get()

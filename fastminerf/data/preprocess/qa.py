@@ -14,13 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError as e:
-        raise ImportError(f"QA drawing needs OpenCV: pip install -e .[preprocess] ({e})") from None
-    return cv2
+from .tracking import import_cv2
 
 
 def render_mesh(image: np.ndarray, verts_cam: np.ndarray, faces: np.ndarray, K: tuple, alpha: float = 0.55,
@@ -33,7 +27,7 @@ def render_mesh(image: np.ndarray, verts_cam: np.ndarray, faces: np.ndarray, K: 
     Returns:
         [H, W, 3] uint8 copy with the mesh blended in.
     """
-    cv2 = _cv2()
+    cv2 = import_cv2()
     fx, fy, cx, cy = K
     z = np.maximum(verts_cam[:, 2], 1e-4)
     uv = np.stack([fx * verts_cam[:, 0] / z + cx, fy * verts_cam[:, 1] / z + cy], -1)
@@ -60,7 +54,7 @@ def render_mesh(image: np.ndarray, verts_cam: np.ndarray, faces: np.ndarray, K: 
 
 def draw_points(image: np.ndarray, pts: np.ndarray, color: tuple, r: int = 1) -> np.ndarray:
     """Dots at pts [N, 2] (pixels, NaN skipped) on a copy of image [H, W, 3]."""
-    cv2 = _cv2()
+    cv2 = import_cv2()
     out = image.copy()
     for x, y in pts:
         if np.isfinite(x) and np.isfinite(y):
@@ -79,7 +73,7 @@ def checker_composite(rgba: np.ndarray, cell: int = 16) -> np.ndarray:
 
 def contact_sheet(tiles: list[np.ndarray], cols: int = 4, tile: int = 256) -> np.ndarray:
     """Tiles [h, w, 3] uint8 (resized to tile×tile each) in a grid → [R·tile, cols·tile, 3]."""
-    cv2 = _cv2()
+    cv2 = import_cv2()
     rows = (len(tiles) + cols - 1) // cols
     sheet = np.zeros((rows * tile, cols * tile, 3), np.uint8)
     for k, t in enumerate(tiles):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..face_model import REGIONS
+from ..regions import Region
 
-SKIN, BROW, EYE, EAR, NOSE, MOUTH, UPPER_LIP, LOWER_LIP, NECK, HAIR = 250, 240, 210, 180, 150, 140, 130, 120, 110, 80
-assert all(r in REGIONS for r in (SKIN, BROW, EYE, EAR, NOSE, MOUTH, UPPER_LIP, LOWER_LIP, NECK, HAIR))
+SKIN, BROW, EYE, EAR, NOSE, MOUTH, UPPER_LIP, LOWER_LIP, NECK, HAIR = (
+    Region.SKIN, Region.BROW, Region.EYE, Region.EAR, Region.NOSE, Region.MOUTH_INTERIOR, Region.UPPER_LIP,
+    Region.LOWER_LIP, Region.NECK, Region.HAIR)
 
 
 def points_in_polygon(p: np.ndarray, poly: np.ndarray) -> np.ndarray:
@@ -40,18 +41,16 @@ def _dist_to_polyline(p: np.ndarray, line: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p[:, None] - q, axis=-1).min(1)
 
 
-def ict_regions(vertices: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+def ict_regions(vertices: np.ndarray, landmarks68: np.ndarray, part: np.ndarray) -> np.ndarray:
     """Region id per kept vertex.
 
     Args:
         vertices: [V, 3] kept ICT template (metres), order of ``face_model_ict.KEPT_RANGES``.
         landmarks68: [68] kept-vertex indices of the Multi-PIE landmarks.
+        part: [V] name of the ICT part each vertex comes from (``face_model_ict.part_of_vertex``).
     Returns:
         [V] uint8 INSTA region ids.
     """
-    from .face_model_ict import part_of_vertex
-
-    part = part_of_vertex()
     v = vertices * 100.0  # rules below are in cm
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     L = v[landmarks68, :2]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .regions import BROW, EYE, HAIR, LOWER_LIP, MOUTH, NECK, NOSE, SKIN, UPPER_LIP
+from .tracking import import_cv2, import_mediapipe
 
 
 def cycles(edges) -> list[np.ndarray]:
@@ -53,9 +54,7 @@ class FaceParts:
     nose: np.ndarray
 
     @classmethod
-    def from_mediapipe(cls) -> "FaceParts":
-        from .tracking import import_mediapipe
-
+    def from_mediapipe(cls) -> FaceParts:
         c = import_mediapipe().solutions.face_mesh_connections
         lips = cycles(c.FACEMESH_LIPS)
         outer = next(l for l in lips if 0 in l)  # 0: top of the upper lip (outer contour)
@@ -68,7 +67,7 @@ class FaceParts:
 
 def seg_mask(alpha: np.ndarray, landmarks: np.ndarray, parts: FaceParts) -> np.ndarray:
     """alpha [H, W] uint8, landmarks [478, 2] (same pixels) → [H, W] uint8 INSTA region ids."""
-    import cv2
+    cv2 = import_cv2()
 
     H, W = alpha.shape
     lm = landmarks[:, :2].astype(np.float32)

@@ -8,13 +8,15 @@ Two trackers, same output:
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from ...errors import InputError
+from ...extras import require
 
 N_LANDMARKS = 478
 EXTRA = "preprocess"
@@ -22,15 +24,14 @@ EXTRA = "preprocess"
 
 def import_mediapipe():
     """``mediapipe`` or an ImportError naming the extra to install (its C++ logging muted)."""
-    import os
-
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import mediapipe as mp
-    except ImportError as e:
-        raise ImportError(f"fastminerf preprocess needs MediaPipe 0.10.21: pip install -e .[{EXTRA}] ({e})") from None
-    return mp
+    return require("mediapipe", EXTRA, "fastminerf preprocess (MediaPipe 0.10.21)")
+
+
+def import_cv2():
+    """OpenCV (the ``preprocess`` extra), or one line naming it."""
+    return require("cv2", EXTRA, "fastminerf preprocess (OpenCV)")
 
 
 @dataclass

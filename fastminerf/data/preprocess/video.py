@@ -5,10 +5,11 @@ Frames stream as [H, W, 3] uint8 RGB; nothing holds the whole clip in memory.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+import imageio_ffmpeg
 import numpy as np
 
 from ...errors import InputError
@@ -30,8 +31,6 @@ class VideoInfo:
 
 
 def _open(path: Path):
-    import imageio_ffmpeg
-
     try:
         gen = imageio_ffmpeg.read_frames(str(path))
         meta = next(gen)
@@ -94,7 +93,6 @@ def extract_audio(info: VideoInfo, out: Path, sample_rate: int = 16000) -> bool:
     """
     if not info.has_audio:
         return False
-    import imageio_ffmpeg
 
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(info.path),
            "-t", f"{info.duration:.4f}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", str(out)]

@@ -17,9 +17,10 @@ import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .fields import bump, soft_edge, value_noise
-from .regions import BROW, EAR, EYE, HAIR, LOWER_LIP, MOUTH_INTERIOR, NECK, NOSE, UPPER_LIP, Style, pixel_regions
+from .regions import BROW, EAR, EYE, HAIR, LOWER_LIP, MOUTH_INTERIOR, NECK, NOSE, SKIN, UPPER_LIP, Style, pixel_regions
 
 PATTERNS = ("freckles", "stripes", "birthmark", "dots", "rings", "chevrons")
 
@@ -75,8 +76,6 @@ class Appearance:
     @functools.cached_property
     def point_tree(self):
         """KD-tree over ``pattern_points`` (built once per identity)."""
-        from scipy.spatial import cKDTree
-
         return cKDTree(self.pattern_points)
 
     def to_json(self) -> dict:
@@ -195,7 +194,7 @@ def albedo(app: Appearance, head, region: np.ndarray, attr: np.ndarray) -> np.nd
     col = np.empty((p.shape[0], 3))
     col[:] = app.skin
     tex = _skin_texture(p, app.seed)
-    skinlike = np.isin(region, (250, NOSE, EAR, NECK))
+    skinlike = np.isin(region, (SKIN, NOSE, EAR, NECK))
     # warmth on cheeks, nose and ears; necks a little darker
     warm = app.blush * (bump(p, [0.04, -0.02, 0.07], 0.018) + bump(p, [-0.04, -0.02, 0.07], 0.018)
                         + 0.6 * bump(p, [0.0, -0.02, 0.118], 0.01))

@@ -16,39 +16,36 @@ every file, whatever the number of worker processes.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+import queue as q
 import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from ... import __version__
 from ...errors import InputError
+from ...files import commit_dir, temp_dir
 from ..layout import IdentityWriter, train_count
 from .appearance import Appearance, sample_appearance
+from .contact import contact_sheet
 from .head import IDENTITY_MODES, MODEL_NAME, SynthHead, build_synth_head
 from .motion import Motion, sample_motion
 from .regions import SKIN, vertex_regions
-from .render import Camera, render_frame
+from .render import Camera, default_camera, render_frame
 
 CAST_FORMAT = "fastminerf-synth-cast-1"
 TRAIN_FRACTION = 0.9
 FPS = 25.0
 MIN_SIZE = 32
 SHAPE_CLIP = 2.2  # identity coefficients are N(0, 1) clipped to ±SHAPE_CLIP
-CAMERA_DISTANCE, CAMERA_HEIGHT, FOCAL = 0.65, -0.025, 2.05  # metres, metres, × image size
-
-
-def default_camera(size: int) -> Camera:
-    """The cast's fixed camera: at world (0, CAMERA_HEIGHT, CAMERA_DISTANCE) looking along −z;
-    focal length FOCAL·size so scalp to neck fills most of the square frame."""
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.diag([1.0, -1.0, -1.0])
-    c2w[1, 3], c2w[2, 3] = CAMERA_HEIGHT, CAMERA_DISTANCE
-    f = FOCAL * size
-    return Camera(width=size, height=size, fx=f, fy=f, cx=size / 2, cy=size / 2, c2w=c2w)
 
 
 def identity_name(index: int) -> str:
@@ -212,10 +209,6 @@ def _run_task(task: tuple, tick: Callable[[int], None] | None = None) -> None:
         drivers = [make_member(head, spec.seed, d, spec.n_frames, spec.fps, spec.lighting_drift) for d in spec.drivers(arg)]
         write_identity(head, root, actor, drivers, default_camera(spec.size), spec.write_obj, tick)
     elif kind == "contact":
-        from PIL import Image
-
-        from .contact import contact_sheet
-
         sheet = contact_sheet(head, spec.members(head), tile=arg)
         Image.fromarray(sheet).save(root / "contact_sheet.png", optimize=True)
         tick(spec.n_identities)
@@ -301,8 +294,6 @@ def synthesize_cast(out: str | Path, n_identities: int, n_frames: int, size: int
     Raises:
         InputError: bad arguments or an existing ``out`` (nothing is written then).
     """
-    import multiprocessing as mp
-
     spec = CastSpec(int(n_identities), int(n_frames), int(size), int(seed), transfer_drivers,
                     float(lighting_drift), bool(write_obj), float(fps))
     spec.check()
@@ -313,10 +304,7 @@ def synthesize_cast(out: str | Path, n_identities: int, n_frames: int, size: int
     workers = max(1, min(int(workers), spec.n_identities + 1))
     head = build_synth_head()  # built before forking: workers inherit it
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.synth-tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = temp_dir(out)
     tasks = [("identity", spec, tmp, i) for i in range(spec.n_identities)] + [("contact", spec, tmp, contact_tile)]
     bar = _Progress(spec.total_frames() + spec.n_identities, f"synth {out}", enabled=progress)
     try:
@@ -334,9 +322,7 @@ def synthesize_cast(out: str | Path, n_identities: int, n_frames: int, size: int
             bar.drain(queue, timeout=0.0)
         members = spec.members(head)
         (tmp / "cast.json").write_text(json.dumps(cast_description(spec, head, members), indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        commit_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -349,24 +335,16 @@ class _Progress:
     """Frames done out of ``total``: a rich bar on a terminal, a plain line per 10 % otherwise."""
 
     def __init__(self, total: int, title: str, enabled: bool = True):
-        import sys
-        import time
-
         self.total, self.done, self.title, self.enabled = total, 0, title, enabled
         self.t0, self.next_report = time.perf_counter(), 0.1
         self.rich = None
         if enabled and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
             self.rich = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
             self.rich.start()
             self.task = self.rich.add_task(title, total=total)
 
     def advance(self, n: int = 1) -> None:
-        import sys
-        import time
-
         self.done += n
         if not self.enabled:
             return
@@ -378,8 +356,6 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
     def drain(self, queue, timeout: float) -> None:
-        import queue as q
-
         try:
             n = queue.get(timeout=timeout) if timeout > 0 else queue.get_nowait()
             self.advance(n)

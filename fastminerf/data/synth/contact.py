@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from .appearance import Light
-from .render import Camera, render_frame
+from .render import Camera, default_camera, render_frame
 
 ZOOM, FACE_HEIGHT = 1.45, -0.005  # contact-sheet camera: focal × ZOOM of the cast's, aimed at the face
 
@@ -29,16 +30,12 @@ def contact_sheet(head, members, tile: int = 128, expressions=CONTACT_EXPRESSION
 
     Args:
         head: the :class:`~.head.SynthHead`.
-        members: sequence of :class:`~.cast.Member` (name, shape, appearance are used).
+        members: sequence of members (``name``, ``shape``, ``appearance``; see ``.cast.Member``) (name, shape, appearance are used).
         tile: pixel size of one square render.
         expressions: (title, {blendshape: coefficient}) per column.
     Returns:
         [H, W, 3] uint8 sheet with a title row and a name column.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
-    from .cast import default_camera
-
     model = head.model
     cam = default_camera(tile)
     c2w = cam.c2w.copy()

@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..face_model import FaceModel
+from ..regions import Region
+from .expressions import build_expression_basis
 from .grid import Grid, build_grid
 from .implicit import RAY_CENTRE, ShapeParams, project_rays, ray_directions
+from .regions import vertex_regions
 
 MODEL_NAME = "fastminerf-synth-head-v1"
 
@@ -74,8 +77,9 @@ POCKET_PROFILE: list[tuple[float, float, str]] = [
 POCKET_JAW = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 MATERIALS = ("lip", "gum", "tooth", "palate", "throat", "tongue", "floor")
 
-#: topological face kinds (INSTA region ids; 0 = ordinary skin, refined per pixel by .regions)
-SKIN, EYE, MOUTH_INTERIOR, UPPER_LIP, LOWER_LIP = 0, 210, 140, 130, 120
+#: topological face kinds (region ids; SKIN triangles are refined per pixel and vertex by .regions)
+SKIN, EYE, MOUTH_INTERIOR, UPPER_LIP, LOWER_LIP = (Region.SKIN, Region.EYE, Region.MOUTH_INTERIOR, Region.UPPER_LIP,
+                                                  Region.LOWER_LIP)
 
 
 @dataclass
@@ -141,7 +145,7 @@ def _topology(g: Grid) -> _Topology:
     R, C = g.shape
     ids = np.arange(R * C).reshape(R, C) + 1  # 0 = top pole
     # merge the band rows at each corner column into the first key row's vertex
-    for alm, keys, c0, c1 in g.bands.values():
+    for _alm, keys, c0, c1 in g.bands.values():
         for c in (c0, c1):
             ids[keys[0] : keys[-1] + 1, c] = ids[keys[0], c]
     n = R * C + 1
@@ -181,7 +185,7 @@ def _topology(g: Grid) -> _Topology:
         _, keys, c0, c1 = g.bands[name]
         eye_quads[name] = (keys[0], keys[-1], np.arange(c0, c1))
     for r in range(R - 1):
-        kind = np.zeros(C, np.uint8)
+        kind = np.full(C, SKIN, np.uint8)
         for r0, r1, cols in eye_quads.values():
             if r0 <= r < r1:
                 kind[cols] = EYE
@@ -318,9 +322,6 @@ def _mouth(g: Grid, topo: _Topology, pocket_off: np.ndarray) -> dict:
 @functools.lru_cache(maxsize=1)
 def build_synth_head() -> SynthHead:
     """Build the procedural head and its bookkeeping (cached; deterministic)."""
-    from .expressions import build_expression_basis
-    from .regions import vertex_regions
-
     g = build_grid()
     topo = _topology(g)
     shape = ShapeParams()

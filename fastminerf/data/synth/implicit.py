@@ -43,7 +43,7 @@ class ShapeParams:
     forehead: float = 0.0  # forehead slope (m forward at the top of the face)
     neck_r: float = 0.054  # neck radius
 
-    def perturbed(self, **deltas: float) -> "ShapeParams":
+    def perturbed(self, **deltas: float) -> ShapeParams:
         """A copy with ``deltas`` added to the named fields."""
         return replace(self, **{k: getattr(self, k) + v for k, v in deltas.items()})
 

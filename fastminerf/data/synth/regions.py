@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..regions import Region
 from .implicit import RAY_CENTRE
 
-SKIN, BROW, EYE, EAR, NOSE, MOUTH_INTERIOR, UPPER_LIP, LOWER_LIP, NECK, HAIR = 250, 240, 210, 180, 150, 140, 130, 120, 110, 80
+SKIN, BROW, EYE, EAR, NOSE, MOUTH_INTERIOR, UPPER_LIP, LOWER_LIP, NECK, HAIR = (
+    Region.SKIN, Region.BROW, Region.EYE, Region.EAR, Region.NOSE, Region.MOUTH_INTERIOR, Region.UPPER_LIP,
+    Region.LOWER_LIP, Region.NECK, Region.HAIR)
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,9 @@ def vertex_regions(head, style: Style | None = None) -> np.ndarray:
 
 
 def pixel_regions(face_kind: np.ndarray, template_pos: np.ndarray, eyes, style: Style) -> np.ndarray:
-    """Region ids [P] of covered pixels: topological kind of the hit triangle face_kind [P], else the
+    """Region ids [P] of covered pixels: topological kind of the hit triangle face_kind [P], or for SKIN the
     skin function of the interpolated template position [P, 3]."""
     out = face_kind.astype(np.uint8).copy()
-    skin = out == 0
+    skin = out == SKIN
     out[skin] = skin_regions(template_pos[skin], eyes, style)
     return out

@@ -50,6 +50,20 @@ class Camera:
         return d
 
 
+#: the synthetic cast's fixed camera: metres, metres, focal length × image size
+CAMERA_DISTANCE, CAMERA_HEIGHT, FOCAL = 0.65, -0.025, 2.05
+
+
+def default_camera(size: int) -> Camera:
+    """The cast's fixed camera: at world (0, CAMERA_HEIGHT, CAMERA_DISTANCE) looking along −z;
+    focal length FOCAL·size so scalp to neck fills most of the square frame."""
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.diag([1.0, -1.0, -1.0])
+    c2w[1, 3], c2w[2, 3] = CAMERA_HEIGHT, CAMERA_DISTANCE
+    f = FOCAL * size
+    return Camera(width=size, height=size, fx=f, fy=f, cx=size / 2, cy=size / 2, c2w=c2w)
+
+
 @dataclass
 class Fragments:
     """What each pixel sees.

@@ -1,4 +1,5 @@
-"""Training losses (MI-NeRF: photometric + 0.01·||l|| + 1e-4·||i||)."""
+"""Loss terms (MI-NeRF: photometric + 0.01·||l|| + 1e-4·||i||); the avatar assembles them
+(:meth:`fastminerf.model.avatar.Avatar.loss_terms`)."""
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,8 @@ import torch.nn.functional as F
 
 
 def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delta: float = 0.1) -> torch.Tensor:
-    """Mean over rays of the squared error summed over RGB ("l2") or a Huber loss ("huber")."""
+    """Mean over rays of the squared error summed over RGB ("l2") or a Huber loss ("huber").
+    pred, target: [R, 3] → scalar."""
     if kind == "l2":
         return (pred - target).pow(2).sum(-1).mean()
     if kind == "huber":
@@ -15,5 +17,5 @@ def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delt
 
 
 def code_norms(codes: torch.Tensor) -> torch.Tensor:
-    """Mean L2 norm of code rows [N, C] (the regulariser terms ||l||, ||i||)."""
+    """Mean L2 norm of code rows [N, C] (the regulariser terms ||l||, ||i||) → scalar."""
     return codes.norm(dim=-1).mean() if codes.numel() else codes.sum()
