@@ -62,6 +62,9 @@ setup(
         ],
         # fastminerf preview / train --preview: the wheel carries the built web client (works offline)
         "preview": ["viser==1.1.1"],
+        # fastminerf lipsync(-train) --features mel+phones: pocketsphinx's bundled US-English acoustic model
+        # (phone-loop decoding, no download). The default log-mel features need nothing beyond the core.
+        "lipsync": ["pocketsphinx==5.1.1"],
     },
     entry_points={"console_scripts": ["fastminerf=fastminerf.cli:main"]},
     **cuda_extension(),

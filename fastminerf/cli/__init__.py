@@ -19,6 +19,8 @@ COMMANDS = [
     "preprocess",
     "train",
     "render",
+    "lipsync",
+    "lipsync_train",
     "eval",
     "personalize",
     "adapt",

@@ -18,7 +18,12 @@ def register(sub) -> None:
     add_server_args(p)
     p.add_argument("--expressions", metavar="FILE",
                    help="an extra driving sequence: .npy [frames, E] or text, one frame per line")
-    p.add_argument("--fps", type=float, default=25.0, help="playback rate of --expressions (default: 25)")
+    p.add_argument("--fps", type=float, default=25.0, help="playback rate of --expressions / --audio (default: 25)")
+    p.add_argument("--audio", nargs="+", metavar="FILE",
+                   help="speech files offered as driving sequences through the lip-sync model (files can also be "
+                        "uploaded in the page when a lip-sync model is found)")
+    p.add_argument("--lipsync-model", metavar="FILE",
+                   help="lip-sync model for --audio and uploads (default: lipsync.pt in the run folder, if any)")
     p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
     p.add_argument("--backend", choices=["auto", "cuda", "tcnn", "torch"], help="ops backend (default: the config's)")
     p.set_defaults(func=run)
@@ -34,7 +39,29 @@ def run(args) -> int:
     sequences = sequences_for(avatar.info, args.identities)
     if args.expressions:
         sequences.add(load_expressions_file(args.expressions, avatar.info.n_expressions, args.fps))
-    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size).start()
+    audio = _audio_driver(args, avatar, sequences)
+    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size, audio=audio).start()
     print(f"preview of {len(avatar.info.names)} identities (step {avatar.step}) at {server.url}  (Ctrl-C to stop)", flush=True)
     serve_forever(server)
     return 0
+
+
+def _audio_driver(args, avatar, sequences):
+    """An AudioDriver when a lip-sync model is given or sits in the run folder (else None;
+    --audio without a model is an error)."""
+    from ..errors import InputError
+    from ..lipsync.drive import lipsync_model_path
+
+    try:
+        path = lipsync_model_path(args.checkpoint, args.lipsync_model)
+    except InputError:
+        if args.audio:
+            raise
+        return None
+    from ..lipsync.checkpoint import load_lipsync
+    from ..viewer.audio import AudioDriver
+
+    driver = AudioDriver(load_lipsync(path), sequences, avatar.info, args.fps)
+    for f in args.audio or []:
+        driver.add_file(f)
+    return driver

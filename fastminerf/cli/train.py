@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from .lipsync_train import add_lipsync_args
 from .preview import add_server_args
 
 
@@ -19,6 +20,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--preview", action="store_true",
                    help="serve the web preview of the model while it trains (see fastminerf preview)")
+    p.add_argument("--lipsync", action="store_true",
+                   help="then train the audio → expression model on the same identities (their audio.wav) into "
+                        "RUN/lipsync.pt, for fastminerf lipsync")
+    add_lipsync_args(p, prefix="lipsync-")
     add_server_args(p, prefix="preview-")
     p.add_argument("--preview-share", type=float, default=0.25,
                    help="share of the time spent rendering the preview, 0-0.9 (default: 0.25; a slider on the page)")
@@ -34,7 +39,18 @@ def run(args) -> int:
         return _run_with_preview(args, cfg)
     run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet)
     _report(run_dir, metrics)
+    if args.lipsync:
+        _train_lipsync(args, run_dir)
     return 0
+
+
+def _train_lipsync(args, run_dir) -> None:
+    from ..lipsync.train import train_lipsync
+    from .lipsync_train import config_from_args
+
+    path, m = train_lipsync(args.identities, run_dir / "lipsync.pt", config_from_args(args, "lipsync-"),
+                            progress=not args.quiet)
+    print(f"lip-sync model: {path} (held-out jaw-open correlation {m.get('jaw_corr', float('nan')):.3f})")
 
 
 def _run_with_preview(args, cfg) -> int:
@@ -47,6 +63,8 @@ def _run_with_preview(args, cfg) -> int:
         cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet, host=args.preview_host,
         port=args.preview_port, size=args.preview_size, render_share=args.preview_share, on_ready=ready)
     _report(run_dir, metrics)
+    if args.lipsync:
+        _train_lipsync(args, run_dir)
     print(f"training done; the preview stays at {server.url} (Ctrl-C to stop)", flush=True)
     serve_forever(server)
     return 0

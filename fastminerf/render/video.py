@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
-def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
-    """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension)."""
+def write_video(path: str | Path, frames, fps: float = 25.0, audio: str | Path | None = None) -> Path:
+    """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension);
+    ``audio``: a file whose first audio stream is muxed in (AAC; mp4 only)."""
     import imageio.v2 as imageio
 
     path = Path(path)
+    if audio is not None and path.suffix.lower() == ".gif":
+        raise ValueError("a .gif cannot carry audio: write an .mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
@@ -27,11 +30,36 @@ def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
                     if H % 2 or W % 2:  # yuv420p needs even sizes
                         f = np.pad(f, ((0, H % 2), (0, W % 2), (0, 0)), mode="edge")
                     w.append_data(f)
+        if audio is not None:
+            mux_audio(tmp, audio)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def mux_audio(video: str | Path, audio: str | Path) -> Path:
+    """Add ``audio``'s first audio stream to ``video`` in place (video copied, audio AAC),
+    with the bundled ffmpeg of imageio-ffmpeg."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    video = Path(video)
+    tmp = video.with_name(f".{video.stem}.mux-{os.getpid()}{video.suffix}")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio),
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
+           str(tmp)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not mux {audio} into {video}: {res.stderr.strip()[-300:]}")
+        os.replace(tmp, video)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return video
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
