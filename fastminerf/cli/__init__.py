@@ -22,6 +22,8 @@ COMMANDS = [
     "preprocess",
     "train",
     "render",
+    "lipsync",
+    "lipsync_train",
     "eval",
     "personalize",
     "adapt",

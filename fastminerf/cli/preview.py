@@ -1,7 +1,11 @@
 """``fastminerf preview``: a web viewer for any identity, any expression, any view."""
 from __future__ import annotations
 
+from ..errors import InputError
+from ..lipsync.checkpoint import load_lipsync
+from ..lipsync.drive import lipsync_model_path
 from ..model.loading import load_avatar
+from ..viewer.audio import AudioDriver
 from ..viewer.live import serve_forever
 from ..viewer.sequences import load_expressions_file, sequences_for
 from ..viewer.server import PreviewServer
@@ -23,7 +27,12 @@ def register(sub) -> None:
     add_server_args(p)
     p.add_argument("--expressions", metavar="FILE",
                    help="an extra driving sequence: .npy [frames, E] or text, one frame per line")
-    p.add_argument("--fps", type=float, default=25.0, help="playback rate of --expressions (default: 25)")
+    p.add_argument("--fps", type=float, default=25.0, help="playback rate of --expressions / --audio (default: 25)")
+    p.add_argument("--audio", nargs="+", metavar="FILE",
+                   help="speech files offered as driving sequences through the lip-sync model (files can also be "
+                        "uploaded in the page when a lip-sync model is found)")
+    p.add_argument("--lipsync-model", metavar="FILE",
+                   help="lip-sync model for --audio and uploads (default: lipsync.pt in the run folder, if any)")
     p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
     p.add_argument("--backend", choices=["auto", "cuda", "tcnn", "torch"], help="ops backend (default: the config's)")
     p.set_defaults(func=run)
@@ -34,7 +43,24 @@ def run(args) -> int:
     sequences = sequences_for(avatar.info, args.identities)
     if args.expressions:
         sequences.add(load_expressions_file(args.expressions, avatar.info.n_expressions, args.fps))
-    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size).start()
+    audio = _audio_driver(args, avatar, sequences)
+    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size, audio=audio).start()
     print(f"preview of {len(avatar.info.names)} identities (step {avatar.step}) at {server.url}  (Ctrl-C to stop)", flush=True)
     serve_forever(server)
     return 0
+
+
+def _audio_driver(args, avatar, sequences):
+    """An AudioDriver when a lip-sync model is given or sits in the run folder (else None;
+    --audio without a model is an error)."""
+    try:
+        path = lipsync_model_path(args.checkpoint, args.lipsync_model)
+    except InputError:
+        if args.audio:
+            raise
+        return None
+
+    driver = AudioDriver(load_lipsync(path), sequences, avatar.info, args.fps)
+    for f in args.audio or []:
+        driver.add_file(f)
+    return driver

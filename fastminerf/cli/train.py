@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 
 from ..config import load_config
+from ..lipsync.train import train_lipsync
 from ..train.trainer import train
 from ..viewer.live import serve_forever, train_with_preview
+from .lipsync_train import add_lipsync_args, config_from_args
 from .preview import add_server_args
 
 
@@ -22,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--preview", action="store_true",
                    help="serve the web preview of the model while it trains (see fastminerf preview)")
+    p.add_argument("--lipsync", action="store_true",
+                   help="then train the audio → expression model on the same identities (their audio.wav) into "
+                        "RUN/lipsync.pt, for fastminerf lipsync")
+    add_lipsync_args(p, prefix="lipsync-")
     add_server_args(p, prefix="preview-")
     p.add_argument("--preview-share", type=float, default=0.25,
                    help="share of the time spent rendering the preview, 0-0.9 (default: 0.25; a slider on the page)")
@@ -34,7 +40,15 @@ def run(args) -> int:
         return _run_with_preview(args, cfg)
     run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet)
     _report(run_dir, metrics)
+    if args.lipsync:
+        _train_lipsync(args, run_dir)
     return 0
+
+
+def _train_lipsync(args, run_dir) -> None:
+    path, m = train_lipsync(args.identities, run_dir / "lipsync.pt", config_from_args(args, "lipsync-"),
+                            progress=not args.quiet)
+    print(f"lip-sync model: {path} (held-out jaw-open correlation {m.get('jaw_corr', float('nan')):.3f})")
 
 
 def _run_with_preview(args, cfg) -> int:
@@ -45,6 +59,8 @@ def _run_with_preview(args, cfg) -> int:
         cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet, host=args.preview_host,
         port=args.preview_port, size=args.preview_size, render_share=args.preview_share, on_ready=ready)
     _report(run_dir, metrics)
+    if args.lipsync:
+        _train_lipsync(args, run_dir)
     print(f"training done; the preview stays at {server.url} (Ctrl-C to stop)", flush=True)
     serve_forever(server)
     return 0

@@ -2,18 +2,23 @@
 contact sheets. Files are written to a temporary name and renamed when complete."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import imageio.v2 as imageio
+import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..files import atomic_path
 
 
-def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
-    """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension)."""
+def write_video(path: str | Path, frames, fps: float = 25.0, audio: str | Path | None = None) -> Path:
+    """Encode frames (iterable of [H, W, 3] uint8) as H.264 mp4 (or .gif by extension);
+    ``audio``: a file whose first audio stream is muxed in (AAC; mp4 only)."""
     path = Path(path)
+    if audio is not None and path.suffix.lower() == ".gif":
+        raise ValueError("a .gif cannot carry audio: write an .mp4")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             imageio.mimsave(tmp, [np.asarray(f) for f in frames], duration=1000 / fps, loop=0)
@@ -26,7 +31,23 @@ def write_video(path: str | Path, frames, fps: float = 25.0) -> Path:
                     if H % 2 or W % 2:  # yuv420p needs even sizes
                         f = np.pad(f, ((0, H % 2), (0, W % 2), (0, 0)), mode="edge")
                     w.append_data(f)
+        if audio is not None:
+            mux_audio(tmp, audio)
     return path
+
+
+def mux_audio(video: str | Path, audio: str | Path) -> Path:
+    """Add ``audio``'s first audio stream to ``video`` in place (video copied, audio AAC),
+    with the bundled ffmpeg of imageio-ffmpeg."""
+    video = Path(video)
+    with atomic_path(video) as out:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio),
+               "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
+               str(out)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not mux {audio} into {video}: {res.stderr.strip()[-300:]}")
+    return video
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:

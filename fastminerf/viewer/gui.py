@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import InputError
 from .state import SLIDERS, ViewState, slider_specs
 from .worker import FrameInfo
 
@@ -27,8 +28,8 @@ class Controls:
     """
 
     def __init__(self, gui, state: ViewState, changed: Callable[[bool], None], timeshare=None,
-                 status: Callable[[], str] | None = None):
-        self.state, self.changed, self.status = state, changed, status
+                 status: Callable[[], str] | None = None, audio=None):
+        self.state, self.changed, self.status, self.audio = state, changed, status, audio
         self._local = threading.local()  # quiet depth per thread: a user's change on another thread still counts
         info = state.info
         self.identity = gui.add_dropdown("identity", tuple(info.names), initial_value=info.names[0],
@@ -38,6 +39,11 @@ class Controls:
         self.play = gui.add_button("play", disabled=True, hint="play / pause the driving sequence")
         self.frame = gui.add_slider("frame", min=0, max=1, step=1, initial_value=0, disabled=True)
         self.copy = gui.add_button("copy frame to sliders", disabled=True)
+        self.upload = None
+        if audio is not None:  # a lip-sync model: speech becomes a driving sequence
+            self.upload = gui.add_upload_button("drive with audio", hint="a wav / mp3 / mp4 with speech: the lip-sync "
+                                                "model turns it into a sequence for the selected identity")
+            self.upload.on_upload(lambda event: self.add_audio(event.target.value.name, event.target.value.content))
         self.sliders = {}
         with gui.add_folder("expression"):
             if info.expression_basis is None:
@@ -134,6 +140,17 @@ class Controls:
             for s in self.sliders.values():
                 s.value = float(np.clip(0.0, s.min, s.max))
         self.changed(False)
+
+    def add_audio(self, filename: str, content: bytes) -> str | None:
+        """Turn an uploaded audio file into a sequence and drive with it (errors go to the readout)."""
+        try:
+            name = self.audio.add_upload(filename, content)
+        except InputError as e:
+            self.readout.content = f"**audio not used**: {e.problem}"
+            return None
+        self.source.options = (SLIDERS, *self.state.sequences.names)
+        self.source.value = name  # as if the user picked it: the callback selects and re-renders
+        return name
 
     # ------------------------------------------------------------------ outputs
     def show_frame(self, frame: int) -> None:

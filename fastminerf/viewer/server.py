@@ -70,13 +70,15 @@ class PreviewServer:
         status: optional callable → extra readout text.
         image_format: "jpeg" (default) or "png" for the images sent to the browser.
         chunk: rays per render chunk (cancellation and time-share granularity).
+        audio: an :class:`~fastminerf.viewer.audio.AudioDriver` (adds the "drive with audio" upload).
     """
 
     def __init__(self, avatar, sequences: CastSequences, host: str = "127.0.0.1", port: int = 8080, size: int = 256,
                  timeshare=None, status: Callable[[], str] | None = None, image_format: str = "jpeg",
-                 chunk: int | None = None):
+                 chunk: int | None = None, audio=None):
         self.avatar, self.host, self.requested_port, self.size = avatar, host, int(port), int(size)
         self.timeshare, self.status, self.image_format = timeshare, status, image_format
+        self.audio = audio
         self.chunk = chunk or preview_chunk(avatar)
         self.state = ViewState(avatar.info, sequences)
         self.viser = None
@@ -103,7 +105,7 @@ class PreviewServer:
             raise InputError(None, f"port {self.requested_port} on {self.host} is busy; pick another with --port")
         self.viser = server
         self._setup_scene(server)
-        self.controls = Controls(server.gui, self.state, self._changed, self.timeshare, self.status)
+        self.controls = Controls(server.gui, self.state, self._changed, self.timeshare, self.status, self.audio)
         self.worker.start()
         self._running = True
         self._player = threading.Thread(target=self._play, name="fastminerf-playback", daemon=True)

@@ -4,7 +4,8 @@
       cast.json               every synthesis parameter, identity names, drivers, version
       contact_sheet.png       identities × named expressions, frontal
       id000/ id001/ ...       one identity each (fastminerf layout, IdentityWriter): 90 % train,
-                              10 % test, seg_mask/, meshes/, expression_basis.npy, vertex_regions.npy
+                              10 % test, seg_mask/, meshes/, expression_basis.npy, vertex_regions.npy,
+                              audio.wav (16 kHz voice speaking the syllables that drive the mouth: .audio)
         transfer/id001/ ...   cross-reenactment ground truth (held-out only): this identity's
                               shape and appearance driven by id001's test-split expressions,
                               head poses, camera and light
@@ -35,6 +36,7 @@ from ...errors import InputError
 from ...files import commit_dir, temp_dir
 from ..layout import IdentityWriter, train_count
 from .appearance import Appearance, sample_appearance
+from .audio import write_member_audio
 from .contact import contact_sheet
 from .head import IDENTITY_MODES, MODEL_NAME, SynthHead, build_synth_head
 from .motion import Motion, sample_motion
@@ -207,7 +209,8 @@ def _run_task(task: tuple, tick: Callable[[int], None] | None = None) -> None:
     if kind == "identity":
         actor = make_member(head, spec.seed, arg, spec.n_frames, spec.fps, spec.lighting_drift)
         drivers = [make_member(head, spec.seed, d, spec.n_frames, spec.fps, spec.lighting_drift) for d in spec.drivers(arg)]
-        write_identity(head, root, actor, drivers, default_camera(spec.size), spec.write_obj, tick)
+        folder = write_identity(head, root, actor, drivers, default_camera(spec.size), spec.write_obj, tick)
+        write_member_audio(folder, actor.motion.speech, spec.n_frames, spec.fps, spec.seed, arg)
     elif kind == "contact":
         sheet = contact_sheet(head, spec.members(head), tile=arg)
         Image.fromarray(sheet).save(root / "contact_sheet.png", optimize=True)

@@ -37,12 +37,14 @@ class Motion:
         expressions: [F, E] float32 coefficients in [0, 1] (E = len(EXPRESSION_NAMES)).
         head_pose: [F, 4, 4] float64 head-to-world.
         lights: F :class:`~.appearance.Light` (all equal without lighting drift).
+        speech: the syllable schedule that drives the mouth (None for a hand-made motion).
     """
 
     fps: float
     expressions: np.ndarray
     head_pose: np.ndarray
     lights: list[Light]
+    speech: Speech | None = None
 
     @property
     def n_frames(self) -> int:
@@ -84,12 +86,57 @@ def _events(rng: np.random.Generator, duration: float, gap: tuple[float, float],
     return np.array(starts), np.array(durs)
 
 
-def _talking(rng: np.random.Generator, t: np.ndarray, duration: float) -> dict[str, np.ndarray]:
-    """Mouth tracks from syllables inside phrases."""
+#: the blendshapes the syllables drive, in the order their coefficients are drawn
+MOUTH_TRACKS = ("jawOpen", "mouthPucker", "mouthFunnel", "mouthStretch", "mouthPress")
+
+
+@dataclass
+class Speech:
+    """The syllable schedule behind a performance's mouth: what the synthetic voice says
+    (:mod:`.audio` turns it into sound; the same numbers drive the jaw and the lips).
+
+    Attributes:
+        onsets, lengths: [N] start and length of each syllable (s).
+        kinds: [N] index into ``list(SYLLABLES)`` (open, round, spread, closed).
+        amp: [N] loudness of each syllable (how wide it opens the mouth).
+        coef: {track: [N]} the syllable's coefficient for each of :data:`MOUTH_TRACKS`
+            before the amplitude scaling.
+        phrase_start, phrase_dur: [P] talking phrases (s); the mouth rests between them.
+        energy: this person's mean opening.
+    """
+
+    onsets: np.ndarray
+    lengths: np.ndarray
+    kinds: np.ndarray
+    amp: np.ndarray
+    coef: dict
+    phrase_start: np.ndarray
+    phrase_dur: np.ndarray
+    energy: float
+
+    def phrase(self, t: np.ndarray) -> np.ndarray:
+        """[T] 1 inside a talking phrase, 0 in pauses (smooth edges)."""
+        return np.clip(_bumps(t, self.phrase_start, self.phrase_dur, np.ones(self.phrase_start.size), plateau=0.85), 0.0, 1.0)
+
+    def tracks(self, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Mouth tracks at times t [T] (s): {track: [T]} for :data:`MOUTH_TRACKS`, plus
+        "emphasis" (stressed syllables) and "voicing" (every syllable at full height: when
+        the voice sounds)."""
+        phrase = self.phrase(t)
+        out = {}
+        for name in MOUTH_TRACKS:
+            scale = self.amp if name == "jawOpen" else np.sqrt(self.amp)
+            out[name] = _bumps(t, self.onsets, self.lengths, self.coef[name] * scale) * phrase
+        out["emphasis"] = _bumps(t, self.onsets, self.lengths, (self.amp > self.energy * 0.9) * 1.0) * phrase
+        out["voicing"] = np.clip(_bumps(t, self.onsets, self.lengths, np.ones(self.onsets.size)), 0.0, 1.0) * phrase
+        return out
+
+
+def _talking(rng: np.random.Generator, t: np.ndarray, duration: float) -> tuple[dict[str, np.ndarray], Speech]:
+    """Mouth tracks from syllables inside phrases, and the schedule they come from."""
     rate = rng.uniform(0.8, 1.25)  # speaking-speed of this person
     energy = rng.uniform(0.35, 0.65)  # how wide they open the mouth
     ph_start, ph_dur = _events(rng, duration, gap=(0.25, 0.9), length=(1.2, 3.5), first=(0.0, 0.4))
-    phrase = np.clip(_bumps(t, ph_start, ph_dur, np.ones(ph_start.size), plateau=0.85), 0.0, 1.0)
     gaps = rng.uniform(0.16, 0.32, int(duration * 7 / rate) + 4) / rate
     onsets = np.concatenate([[rng.uniform(-0.2, 0.0)], np.cumsum(gaps)])
     onsets = onsets[onsets < duration]
@@ -98,18 +145,17 @@ def _talking(rng: np.random.Generator, t: np.ndarray, duration: float) -> dict[s
     kinds = list(SYLLABLES)
     pick = rng.choice(len(kinds), n, p=[SYLLABLES[k][0] for k in kinds])
     amp = energy * rng.uniform(0.5, 1.0, n)
-    tracks = {}
-    for name in ("jawOpen", "mouthPucker", "mouthFunnel", "mouthStretch", "mouthPress"):
+    coefs = {}
+    for name in MOUTH_TRACKS:
         coef = np.zeros(n)
         for i, kind in enumerate(kinds):
             lo_hi = SYLLABLES[kind][1].get(name)
             if lo_hi is not None:
                 sel = pick == i
                 coef[sel] = rng.uniform(*lo_hi, sel.sum())
-        scale = amp if name == "jawOpen" else np.sqrt(amp)
-        tracks[name] = _bumps(t, onsets, lengths, coef * scale) * phrase
-    tracks["emphasis"] = _bumps(t, onsets, lengths, (amp > energy * 0.9) * 1.0) * phrase
-    return tracks
+        coefs[name] = coef
+    speech = Speech(onsets, lengths, pick, amp, coefs, ph_start, ph_dur, float(energy))
+    return speech.tracks(t), speech
 
 
 def sample_motion(rng: np.random.Generator, n_frames: int, fps: float = 25.0, lighting_drift: float = 0.0) -> Motion:
@@ -117,8 +163,8 @@ def sample_motion(rng: np.random.Generator, n_frames: int, fps: float = 25.0, li
     t = np.arange(n_frames) / fps
     duration = n_frames / fps + 0.5
     e = {name: np.zeros(n_frames) for name in EXPRESSION_NAMES}
-    talk = _talking(rng, t, duration)
-    for k in ("jawOpen", "mouthPucker", "mouthFunnel", "mouthStretch", "mouthPress"):
+    talk, speech = _talking(rng, t, duration)
+    for k in MOUTH_TRACKS:
         e[k] = talk[k]
     # smiles (slightly asymmetric) and frowns come and go
     s0, sd = _events(rng, duration, gap=(2.0, 7.0), length=(1.0, 3.0), first=(0.0, 3.0))
@@ -163,7 +209,7 @@ def sample_motion(rng: np.random.Generator, n_frames: int, fps: float = 25.0, li
             g = 1.0 + lighting_drift * (gain[i] - 1.0)
             lights.append(Light(direction=tuple(float(x) for x in d), ambient=0.42 * g, diffuse=0.62 * g,
                                 tint=tuple(float(1.0 + lighting_drift * (x - 1.0)) for x in tint[i])))
-    return Motion(fps=float(fps), expressions=expressions, head_pose=poses, lights=lights)
+    return Motion(fps=float(fps), expressions=expressions, head_pose=poses, lights=lights, speech=speech)
 
 
 def _rot_x(a: float) -> np.ndarray:
