@@ -40,20 +40,24 @@ from fastminerf.model.frames import frames_from_cast
 from fastminerf.render.views import background_color, render_image  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
 
-from common import RESULTS, environment, md_table, pick_device, sync  # noqa: E402
-from runs import (  # noqa: E402
+from common import (  # noqa: E402  # noqa: E402
+    RESULTS,
     BenchError,
     cast_facts,
     csv_text,
     dumps,
     ensure_cast,
+    environment,
     fail,
     identity_dirs,
     load_averages,
     load_subset,
+    md_table,
+    pick_device,
     quality,
     set_threads,
     threads_arg,
+    time_calls,
     warm_up,
     write_all,
 )
@@ -177,13 +181,10 @@ def render_speed(avatar, cast, sizes: list[int], frames: int, device: torch.devi
     rows = []
     for size in sizes:
         K = torch.from_numpy(cast.intrinsics[f]).clone() * (size / cast.width)
-        render_image(avatar, fb, c2h, K, size, size, bg)
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(frames):
-            out = render_image(avatar, fb, c2h, K, size, size, bg)
-        sync(device)
-        sec = (time.perf_counter() - t0) / frames
+        out = {}
+        times = time_calls(lambda k, K=K, size=size, out=out: out.update(render_image(avatar, fb, c2h, K, size, size, bg)),
+                           device, frames)
+        sec = float(np.mean(times))
         rows.append({"size": f"{size}²", "backend": avatar.backend, "frames timed": frames, "ms/frame": sec * 1e3,
                      "frames/s": 1 / sec, "rays/s": size * size / sec, "opacity mean": float(out["opacity"].mean())})
         print(f"  render {size}²: {sec * 1e3:.1f} ms/frame ({1 / sec:.2f} frames/s, {avatar.backend} backend)", flush=True)

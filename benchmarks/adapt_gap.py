@@ -24,43 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fastminerf.config import load_config  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict:
-    """CPU model, cores, versions and the current load average."""
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def write_atomic(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(text if isinstance(text, bytes) else text.encode())
-    tmp.replace(path)
-    return path
+from common import RESULTS, environment, figure_png, load_averages, write_atomic  # noqa: E402
 
 
 def finished_run(root: Path) -> Path | None:
@@ -80,7 +55,7 @@ def train_once(label: str, work: Path, identities: list[Path], config: str, over
     """Train (or reuse) run ``label``; records its metrics and wall time in ``log``."""
     root = work / "runs" / label
     run = finished_run(root)
-    t0, l0 = time.perf_counter(), load()
+    t0, l0 = time.perf_counter(), load_averages()
     if run is None:
         print(f"[{label}] training on {', '.join(p.name for p in identities)}", flush=True)
         run = train_run(load_config(config, overrides), identities, root)
@@ -118,9 +93,9 @@ def cached(path: Path, fn) -> dict:
     """fn()'s AdaptResult dict, cached as JSON at ``path``."""
     if path.is_file():
         return json.loads(path.read_text())
-    l0 = load()
+    l0 = load_averages()
     d = fn().to_dict()
-    d["load_before"], d["load_after"] = l0, load()
+    d["load_before"], d["load_after"] = l0, load_averages()
     write_atomic(path, json.dumps(d, indent=1))
     return d
 
@@ -148,7 +123,7 @@ def main(argv=None) -> int:
     from fastminerf.train.adapt import add_identity, personalize
 
     torch.set_num_threads(args.threads)
-    info = {"command": "python benchmarks/adapt_gap.py " + " ".join(argv), "machine": machine(), "load_start": load()}
+    info = {"command": "python benchmarks/adapt_gap.py " + " ".join(argv), "machine": environment(), "load_start": load_averages()}
     work = args.work
     cast = work / "cast4"
     if not (cast / "cast.json").is_file():
@@ -194,7 +169,7 @@ def main(argv=None) -> int:
         "personalize_B_id003": pers_b,
         "personalize_lr_sweep": {k: {"before": v["before"]["psnr"], "after": v["after"]["psnr"]} for k, v in sweep.items()},
         "transfer_psnr": {"M": runs["B"]["transfer_psnr"], "baseline": runs["baseline"]["transfer_psnr"]},
-        "load_end": load(),
+        "load_end": load_averages(),
     }
     args.results.mkdir(parents=True, exist_ok=True)
     write_atomic(args.results / "adapt_gap.json", json.dumps(res, indent=1))
@@ -306,10 +281,9 @@ def figure(r: dict, path: Path) -> None:
     for i, v in enumerate([t["M"], t["baseline"]]):
         ax[2].text(i, v + 0.05, f"{v:.2f}", ha="center")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    png = figure_png(fig)
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, png)
 
 
 def frames_sheet(work: Path, run_b: Path, adapted: dict, adapted_p: dict, path: Path) -> None:

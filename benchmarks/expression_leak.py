@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
-from runs import dumps, write_atomic  # noqa: E402
+from common import dumps, write_atomic  # noqa: E402
 
 
 @torch.no_grad()

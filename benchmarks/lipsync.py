@@ -33,8 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout's package,
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import RESULTS, environment  # noqa: E402
-from runs import dumps, fail, load_averages, write_all  # noqa: E402
+from common import RESULTS, dumps, environment, fail, load_averages, write_all  # noqa: E402  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 SPEECH_CLIPS = ["dfrf_french", "liveportrait_d10", "liveportrait_d11", "liveportrait_d12", "liveportrait_d20",

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -20,7 +18,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+from common import environment, write_results  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 
 
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     frames = sum(r["frames"] for r in rows)
     secs = sum(r["timings_s"]["total"] for r in rows)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    env = environment()
+    machine = f"{env['device']}, Python {env['python']}"
     cmd = "python benchmarks/preprocess_clips.py" + (f" --size {a.size}" if a.size != 512 else "") + (" --no-landmarker" if landmarker is None else "")
     lines = [f"Command: `{cmd}` — machine: {machine}; output {a.size}²; "
              f"landmarker: {'face_landmarker.task' if landmarker else 'legacy Face Mesh'}; "
@@ -73,13 +75,8 @@ def main(argv=None) -> int:
     lines += ["", f"All clips: {frames} frames in {secs:.0f} s = **{frames / secs:.1f} frames/s** end to end "
                   f"(decode, track, fit, crop, matte, seg, write PNG + OBJ + cache, QA). "
                   f"Worst median error {max(r['error_pct_median'] for r in rows):.2f}% of face height."]
-    a.results.mkdir(parents=True, exist_ok=True)
     stem = "preprocess_clips" + ("" if landmarker else "_facemesh")
-    for name, text in ((f"{stem}.md", "\n".join(lines) + "\n"),
-                       (f"{stem}.json", json.dumps({"machine": machine, "command": cmd, "rows": rows}, indent=1))):
-        tmp = a.results / (name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(a.results / name)
+    write_results(a.results, stem, {"machine": machine, "environment": env, "command": cmd, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

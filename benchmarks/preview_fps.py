@@ -18,26 +18,23 @@ Writes benchmarks/results/preview_fps_<device>.json and .md (temp file + rename)
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from fastminerf import __version__  # noqa: E402
 from fastminerf.api import load_avatar  # noqa: E402
 from fastminerf.ops._backend import resolve_backend  # noqa: E402
 from fastminerf.render.views import ViewCamera, look_at, render_view  # noqa: E402
 from fastminerf.viewer.camera import HOME_FOV, home_view  # noqa: E402
 from fastminerf.viewer.server import preview_chunk  # noqa: E402
+
+from common import environment, load_averages, time_calls, write_results  # noqa: E402
 
 
 def tiny_checkpoint(work: Path, minutes: float) -> Path:
@@ -69,7 +66,6 @@ def time_frames(avatar, size: int, mode: str, frames: int, max_seconds: float) -
     rng = np.random.default_rng(0)
     mean, std = np.asarray(info.expr_mean), np.asarray(info.expr_std)
     chunk = preview_chunk(avatar)
-    sync = torch.cuda.synchronize if avatar.canonical.device.type == "cuda" else (lambda: None)
 
     def frame(k: int) -> np.ndarray:
         if mode == "orbit":
@@ -82,33 +78,11 @@ def time_frames(avatar, size: int, mode: str, frames: int, max_seconds: float) -
         cam = ViewCamera.from_fov(look_at(eye, target), HOME_FOV, 1.0, size)
         return render_view(avatar, cam, k % len(info.names), e, chunk=chunk)
 
-    frame(0)  # warm-up: kernels, BVH, caches
-    sync()
-    times = []
-    for k in range(frames):
-        t0 = time.perf_counter()
-        img = frame(k + 1)
-        sync()
-        times.append(time.perf_counter() - t0)
-        if sum(times) > max_seconds:
-            break
-    assert img.shape == (size, size, 3)
+    shapes = set()
+    times = time_calls(lambda k: shapes.add(frame(k + 1).shape), avatar.canonical.device, frames, max_seconds=max_seconds)
+    assert shapes == {(size, size, 3)}  # the warm-up call (k = −1) renders frame 0: kernels, BVH, caches
     return {"frames": len(times), "fps": len(times) / sum(times), "median_ms": 1000 * float(np.median(times)),
             "min_ms": 1000 * min(times)}
-
-
-def device_name(backend: str) -> str:
-    if backend == "cuda":
-        return torch.cuda.get_device_name(0)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {torch.get_num_threads()} torch threads"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def markdown(result: dict) -> str:
@@ -140,24 +114,22 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="how the checkpoint was made (goes into the report)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_averages()
     work = Path(tempfile.mkdtemp(prefix="preview-fps-"))
     ckpt = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(work, args.train_minutes)
     rows, devices = [], {}
     for backend in backends():
         avatar, cfg = load_avatar(ckpt, device="cuda" if backend == "cuda" else "cpu", backend=backend)
-        devices[backend] = device_name(backend)
+        devices[backend] = environment(torch.device("cuda" if backend == "cuda" else "cpu"))["device"]
         for mode in args.modes:
             for size in args.sizes:
-                load = round(os.getloadavg()[0], 2)
+                load = load_averages()[0]
                 r = {"backend": backend, "mode": mode, "size": size,
                      **time_frames(avatar, size, mode, args.frames, args.max_seconds),
-                     "load_1min": [load, round(os.getloadavg()[0], 2)]}
+                     "load_1min": [load, load_averages()[0]]}
                 print(f"{backend:5s} {mode:7s} {size:4d}²  {r['fps']:8.2f} FPS  (median {r['median_ms']:.0f} ms, "
                       f"{r['frames']} frames)", flush=True)
                 rows.append(r)
-    import warp
-
     kind = "cuda" if "cuda" in devices else "cpu"
     result = {
         "command": "python benchmarks/preview_fps.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
@@ -166,13 +138,10 @@ def main(argv=None) -> int:
                  + (f" ({args.note})" if args.note else ""),
         "rows": rows,
         "machine": {"devices": devices, "load_average_before": load_before,
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-        "versions": {"fastminerf": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__, "warp": warp.__version__},
+                    "load_average_after": load_averages()},
+        "versions": environment(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / f"preview_fps_{kind}.json", json.dumps(result, indent=1))
-    write_atomic(args.out / f"preview_fps_{kind}.md", markdown(result))
+    write_results(args.out, f"preview_fps_{kind}", result, markdown(result))
     print(f"wrote {args.out}/preview_fps_{kind}.json and .md")
     return 0
 

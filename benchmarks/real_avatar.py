@@ -25,8 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout's package,
 
 import torch  # noqa: E402
 
-from common import RESULTS, environment  # noqa: E402
-from runs import dumps, fail, load_averages, set_threads, threads_arg, write_all  # noqa: E402
+from common import RESULTS, dumps, environment, fail, load_averages, set_threads, threads_arg, write_all  # noqa: E402  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_CLIPS = ["vretalk_face2", "vretalk_face3", "vretalk_face5"]

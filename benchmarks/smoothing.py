@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from adapt_gap import RESULTS, load, machine, write_atomic  # noqa: E402
+
+from common import RESULTS, environment, load_averages, write_atomic  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     from fastminerf.eval.metrics import flicker, psnr
 
     torch.set_num_threads(args.threads)
-    l0, t0 = load(), time.perf_counter()
+    l0, t0 = load_averages(), time.perf_counter()
     avatar, _ = load_avatar(args.checkpoint, device="cpu")
     cast = cast_of(avatar, names=[args.identity, args.driver])
     src = cast.frames("all", cast.index(args.driver))[: args.frames]
@@ -63,8 +64,8 @@ def main(argv=None) -> int:
         rows[f"noisy, smooth {s:g}"] = {"sigma": s, "flicker": flicker(out),
                                         "psnr_vs_clean": float(np.mean([psnr(a, b) for a, b in zip(out, ref)]))}
         print(f"sigma {s:g}: flicker {rows[f'noisy, smooth {s:g}']['flicker']:.5f}", flush=True)
-    res = {"command": "python benchmarks/smoothing.py " + " ".join(argv), "machine": machine(), "load_before": l0,
-           "load_after": load(), "seconds": round(time.perf_counter() - t0, 1), "checkpoint": str(args.checkpoint),
+    res = {"command": "python benchmarks/smoothing.py " + " ".join(argv), "machine": environment(), "load_before": l0,
+           "load_after": load_averages(), "seconds": round(time.perf_counter() - t0, 1), "checkpoint": str(args.checkpoint),
            "identity": args.identity, "driver": args.driver, "frames": len(src), "noise": args.noise, "rows": rows}
     write_atomic(args.results / "smoothing.json", json.dumps(res, indent=1))
     write_atomic(args.results / "smoothing.md", markdown(res))

@@ -13,15 +13,13 @@ Times are the fastest of --repeats calls (trimesh: of one). Measures, for the sa
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from fastminerf.data.synth.appearance import Light  # noqa: E402
 from fastminerf.data.synth.cast import make_member  # noqa: E402
@@ -32,6 +30,8 @@ from fastminerf.data.synth.render import (  # noqa: E402
     render_frame,
     to_camera,
 )
+
+from common import dumps, environment, write_atomic  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:
@@ -125,22 +125,17 @@ def main(argv=None) -> int:
         rows["trimesh"] = _time(_trimesh(v_cam, m.faces, cam), 1)
     except Exception as e:
         notes["trimesh_error"] = f"{type(e).__name__}: {e}"
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-    import os
-
     result = {
         "command": "python benchmarks/synth_renderer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "size": args.size, "repeats": args.repeats, "vertices": m.n_vertices, "faces": int(m.faces.shape[0]),
         "seconds_per_frame": rows, **notes,
-        "machine": {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "numpy": np.__version__, "load_average": os.getloadavg()},
+        "machine": environment(),
     }
     for k, v in rows.items():
         print(f"{k:8s} {v * 1000:8.1f} ms/frame")
     for k, v in notes.items():
         print(f"{k}: {v}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"synth_renderer_{args.size}.json").write_text(json.dumps(result, indent=1))
+    write_atomic(args.out / f"synth_renderer_{args.size}.json", dumps(result))
     return 0
 
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import numpy as np  # noqa: E402
 
@@ -27,18 +25,7 @@ from fastminerf.data.layout import read_identity  # noqa: E402
 from fastminerf.data.synth.cast import synthesize_cast  # noqa: E402
 from fastminerf.data.synth.head import build_synth_head  # noqa: E402
 
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import PIL
-
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "numpy": np.__version__, "pillow": PIL.__version__, "platform": platform.platform(),
-            "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+from common import environment, load_averages, write_results  # noqa: E402
 
 
 def _cpu() -> float:
@@ -61,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the cast folder")
     ap.add_argument("--no-obj", action="store_true")
     args = ap.parse_args(argv)
-    machine = _machine()
+    machine = {**environment(), "load_average_before": load_averages()}
 
     t0 = time.perf_counter()
     head = build_synth_head()
@@ -97,20 +84,18 @@ def main(argv=None) -> int:
         "ms_cpu_per_frame": round(1000 * cpu_synth / total_frames, 1),
         "load_all_identities_s": {k: round(v, 3) for k, v in loads.items()},
         "dataset_mb": round(size_mb, 1),
-        "machine": {**machine, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {**machine, "load_average_after": load_averages()},
         "fastminerf_head": {"vertices": head.model.n_vertices, "faces": int(head.model.faces.shape[0])},
     }
     print(json.dumps(result, indent=1))
-    args.results.mkdir(parents=True, exist_ok=True)
     stem = f"synth_time_{args.identities}x{args.frames}_{args.size}"
-    (args.results / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     md = [
         f"# Synthetic cast: {args.identities} identities × {args.frames} frames at {args.size}²",
         "",
         f"Command: `{command}` (from the repository root)",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, numpy {machine['numpy']}, "
-        f"Pillow {machine['pillow']}; load average before/after: {machine['load_average_before']} / "
+        f"Machine: {machine['device']}; Python {machine['python']}, numpy {machine['numpy']}; "
+        f"load average before/after: {machine['load_average_before']} / "
         f"{result['machine']['load_average_after']} (other jobs share this machine).",
         "",
         "| what | value |",
@@ -126,7 +111,7 @@ def main(argv=None) -> int:
         f"| dataset size | {size_mb:.0f} MB |",
         "",
     ]
-    (args.results / f"{stem}.md").write_text("\n".join(md))
+    write_results(args.results, stem, result, "\n".join(md))
     if not args.keep:
         shutil.rmtree(args.out, ignore_errors=True)
     return 0

@@ -30,7 +30,7 @@ from fastminerf.ops import _backend  # noqa: E402
 from fastminerf.render.views import render_image  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
 
-from common import RESULTS, environment, make_cast, md_table, pick_device, sync, write_results  # noqa: E402
+from common import RESULTS, environment, make_cast, md_table, pick_device, sync, time_calls, write_results  # noqa: E402
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -70,14 +70,10 @@ def bench_backend(backend: str, cfg_name: str, overrides: list[str], cast, devic
     K = torch.from_numpy(cast.intrinsics[0]).clone()
     K *= render_size / cast.width
     bg = torch.ones(3, device=device)
-    if device.type == "cuda":
-        render_image(avatar, fb, c2h, K, render_size, render_size, bg)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(render_frames):
-        img = render_image(avatar, fb, c2h, K, render_size, render_size, bg)
-    sync(device)
-    rsec = (time.perf_counter() - t0) / render_frames
+    img = {}
+    times = time_calls(lambda k: img.update(render_image(avatar, fb, c2h, K, render_size, render_size, bg)), device,
+                       render_frames, warmup=int(device.type == "cuda"))
+    rsec = float(np.mean(times))
     row.update({f"render {render_size}² ms": rsec * 1e3, f"render {render_size}² FPS": 1 / rsec,
                 "render opacity mean": float(img["opacity"].mean())})
     print(f"{backend:6s} {row['ms/step']:9.1f} ms/step {row['rays/s']:12,.0f} rays/s {row['samples/s']:14,.0f} samples/s "

@@ -43,19 +43,22 @@ from fastminerf.errors import InputError  # noqa: E402
 from fastminerf.train.target import METRICS, eval_steps, train_to_target  # noqa: E402
 from fastminerf.train.trainer import Trainer  # noqa: E402
 
-from common import RESULTS, environment, md_table, pick_device  # noqa: E402
-from runs import (  # noqa: E402
+from common import (  # noqa: E402  # noqa: E402
+    RESULTS,
     BenchError,
     cast_facts,
     csv_text,
     dumps,
     ensure_cast,
+    environment,
     fail,
     figure_png,
     fit_power_law,
     identity_dirs,
     load_averages,
     load_subset,
+    md_table,
+    pick_device,
     quality,
     require_matplotlib,
     set_threads,

@@ -26,7 +26,7 @@ def camera(distance: float = 0.5):
 
 
 def make_identity(root: Path, name: str = "a", n_frames: int = 6, size: int = 32, subdivisions: int = 2,
-                  n_exp: int = 4, seed: int = 0, colour=(200, 120, 90), basis: bool = False) -> Path:
+                  n_exp: int = 4, seed: int = 0, colour=(200, 120, 90), basis: bool = False, obj_files: bool = True) -> Path:
     """Write a small identity in our layout: a sphere whose radius breathes with the
     'expression', rendered as a flat disc of ``colour`` (alpha = disc). ``basis`` also writes
     the (exact, additive) expression basis: mesh = v + e0 · 0.2 v."""
@@ -37,7 +37,7 @@ def make_identity(root: Path, name: str = "a", n_frames: int = 6, size: int = 32
     yy, xx = np.mgrid[:size, :size]
     with IdentityWriter(root / name, n_frames=n_frames, width=size, height=size, intrinsics=K, faces=f,
                         canonical=v, expression_names=[f"e{i}" for i in range(n_exp)],
-                        expression_basis=_breathing_basis(v, n_exp) if basis else None) as w:
+                        expression_basis=_breathing_basis(v, n_exp) if basis else None, write_obj=obj_files) as w:
         for i in range(n_frames):
             e = rng.normal(size=n_exp).astype(np.float32) * 0.1
             s = 1 + 0.2 * e[0]

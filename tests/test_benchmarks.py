@@ -16,7 +16,7 @@ from fastminerf.train.target import eval_steps, train_to_target
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from runs import BenchError, fit_power_law, require_matplotlib  # noqa: E402
+from common import BenchError, fit_power_law, require_matplotlib  # noqa: E402
 
 # tiny training settings for the end-to-end runs (32² cast, a handful of steps)
 MICRO = ["--set", "data.rays_per_batch=128", "--set", "data.frames_per_batch=4",
