@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     env = environment(device)
     payload = {"environment": env, "sizes": sz, "rows": rows, "nerfacc": nerfacc}
     md = [f"# Op throughput on {env['device']}", "", f"`{env['command']}` — torch {env['torch']}, CUDA {env['cuda']}, "
-          f"commit {env['git_commit']}, {env['date']}, 1-min load average {env['load_average_1min']}", "",
+          f"commit {env['git_commit']}, {env['date']}, 1-min load average {env['load_average'][0]}", "",
           "Throughput in millions of items per second (items = the unit column). \"torch\" for nearest triangle is the "
           "torch backend's real path (warp-lang BVH on the CPU).", "",
           md_table(rows, ["op", "backend", "items", "unit", "ms", "M/s", "speedup vs torch", "status"]), "",

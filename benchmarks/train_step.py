@@ -125,7 +125,7 @@ def main(argv=None) -> int:
             f"render {args.render_size}² ms", f"render {args.render_size}² FPS", "loss (last)", "status"]
     md = [f"# Training step and rendering on {env['device']}", "",
           f"`{env['command']}` — torch {env['torch']}, CUDA {env['cuda']}, commit {env['git_commit']}, {env['date']}, "
-          f"1-min load average {env['load_average_1min']}", "",
+          f"1-min load average {env['load_average'][0]}", "",
           f"Preset `{cfg_name}` ({cfg.data.rays_per_batch} rays/step), cast {cast_args}; {warmup} warm-up steps, "
           f"{steps} timed steps at the steady-state occupancy refresh rate. Peak memory: CUDA allocator peak on a GPU, "
           "process max RSS on the CPU.", "",
