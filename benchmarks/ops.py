@@ -116,9 +116,9 @@ except Exception as e:
     out["error"] = f"{type(e).__name__}: {e}"; print(json.dumps(out)); sys.exit(0)
 try:
     t0 = time.perf_counter()
-    from nerfacc.cuda import _C  # JIT-builds nerfacc's extension when no prebuilt one exists
+    from nerfacc.cuda._backend import _C  # JIT-builds nerfacc's extension on import when no prebuilt one exists
     if _C is None:
-        raise RuntimeError("nerfacc.cuda._C is None (extension failed to build)")
+        raise RuntimeError("nerfacc.cuda._backend._C is None (extension failed to build)")
     out["build_seconds"] = round(time.perf_counter() - t0, 1)
     S, R = int(sys.argv[1]), int(sys.argv[2])
     g = torch.Generator().manual_seed(0)
