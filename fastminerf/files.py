@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError
+
 #: marker in every temporary name (``.<name>.tmp-<pid><suffix>``)
 TEMP_TAG = ".tmp-"
 
@@ -36,7 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.write_text(text)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     tmp = temp_name(path)
     try:
         yield tmp
@@ -44,6 +46,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_folder_path(path: str | Path) -> None:
+    """An :class:`InputError` naming ``path`` when one of its existing ancestors is a file."""
+    for p in reversed(Path(path).parents):
+        if p.exists() and not p.is_dir():
+            raise InputError(path, f"cannot write here: {p} is a file, not a folder")
+
+
+def make_parent(path: str | Path) -> None:
+    """Create ``path``'s parent folders; a file in the way is an :class:`InputError` naming it."""
+    check_folder_path(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -63,6 +78,7 @@ def temp_dir(path: str | Path) -> Path:
     :func:`commit_dir`); a leftover of the same process is removed first."""
     path = Path(path)
     tmp = path.parent / f".{path.name}{TEMP_TAG}{os.getpid()}"
+    make_parent(tmp)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

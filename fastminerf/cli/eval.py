@@ -6,6 +6,7 @@ import json
 from ..eval.evaluate import evaluate_cast
 from ..files import write_text
 from ..model.loading import cast_of, load_avatar
+from .checks import at_least, output_file
 
 
 def register(sub) -> None:
@@ -19,6 +20,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    at_least("--frames", args.frames, 1)
+    if args.json_out:
+        output_file(args.json_out)
     avatar, cfg = load_avatar(args.checkpoint)
     cast = cast_of(avatar, args.identities)
     m = evaluate_cast(avatar, cast, "test", args.frames, args.background or cfg.render.eval_background)

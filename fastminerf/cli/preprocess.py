@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..data.preprocess.face_model_ict import load_ict, resolve_path
 from ..data.preprocess.pipeline import PreprocessOptions, preprocess_video
+from ..data.preprocess.tracking import import_cv2, import_mediapipe
 from ..errors import InputError
 
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(v, "video file not found")
     if args.landmarker and not Path(args.landmarker).is_file():
         raise InputError(args.landmarker, "face landmarker model (.task) not found")
-
+    import_mediapipe(), import_cv2()  # a missing extra is one line, before any other work
     resolve_path(args.face_model)
     names = [args.name or v.stem for v in videos]
     for n in names:

@@ -9,6 +9,7 @@ from ..viewer.audio import AudioDriver
 from ..viewer.live import serve_forever
 from ..viewer.sequences import load_expressions_file, sequences_for
 from ..viewer.server import PreviewServer
+from .checks import at_least, at_most, port
 
 
 def add_server_args(p, prefix: str = "") -> None:
@@ -38,7 +39,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_server_args(args, prefix: str = "") -> None:
+    """--port in 0..65535, --size in 1..8192 (one line each, before anything loads)."""
+    attr = prefix.replace("-", "_")
+    port(f"--{prefix}port", getattr(args, f"{attr}port"))
+    at_most(f"--{prefix}size", at_least(f"--{prefix}size", getattr(args, f"{attr}size"), 1), 8192)
+
+
 def run(args) -> int:
+    check_server_args(args)
+    at_least("--fps", args.fps, 1e-3)
     avatar, _ = load_avatar(args.checkpoint, backend=args.backend)
     sequences = sequences_for(avatar.info, args.identities)
     if args.expressions:

@@ -6,6 +6,7 @@ from ..errors import InputError
 from ..model.loading import cast_of, load_avatar
 from ..render.sequence import render_sequence
 from ..render.video import write_video
+from .checks import VIDEO_SUFFIXES, at_least, at_most, output_file
 
 
 def _add(p, transfer: bool) -> None:
@@ -39,6 +40,10 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.smooth < 0:
         raise InputError(None, f"--smooth must not be negative (got {args.smooth})")
+    at_most("--size", at_least("--size", args.size, 1), 8192)
+    at_least("--max-frames", args.max_frames, 1)
+    at_least("--fps", args.fps, 1e-3)
+    output_file(args.out, VIDEO_SUFFIXES)
     avatar, _ = load_avatar(args.checkpoint)
     expressions = None if args.expressions is None else read_expression_sequence(args.expressions, avatar.info.n_expressions)
     cast = cast_of(avatar, args.identities, names=[n for n in (args.identity, args.expressions_from) if n])

@@ -5,6 +5,10 @@ import argparse
 import time
 
 from ..data.synth.cast import synthesize_cast
+from .checks import at_least, at_most
+
+#: largest --size synth renders (a 4096² cast is already ~64 MB per frame in the cache)
+MAX_SIZE = 4096
 
 
 def _positive(kind):
@@ -39,6 +43,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    at_most("--size", at_least("--size", args.size, 8, optional=False), MAX_SIZE)
     t0 = time.perf_counter()
     paths = synthesize_cast(
         args.out, args.identities, args.frames, args.size, args.seed, transfer_drivers=args.transfer_drivers,

@@ -8,7 +8,7 @@ from ..lipsync.train import train_lipsync
 from ..train.trainer import train
 from ..viewer.live import serve_forever, train_with_preview
 from .lipsync_train import add_lipsync_args, config_from_args
-from .preview import add_server_args
+from .preview import add_server_args, check_server_args
 
 
 def register(sub) -> None:
@@ -16,7 +16,8 @@ def register(sub) -> None:
                        description="Train one multi-identity avatar. Runs go to OUT/<data>/<config>/<timestamp>/.")
     p.add_argument("--identities", nargs="+", required=True, metavar="DIR",
                    help="identity folders (ours or INSTA's) and/or folders holding them")
-    p.add_argument("--config", default="tiny_cpu", help="preset name in configs/ or a YAML path (default: tiny_cpu)")
+    p.add_argument("--config", help="preset name in configs/ or a YAML path (default: tiny_cpu; with --resume: the "
+                                    "run's own, and only train.steps/max_minutes/save_every may differ)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set model.rank=32 (repeatable)")
     p.add_argument("--out", default="outputs", help="root folder of runs (default: outputs)")
@@ -35,10 +36,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    if args.preview:
+        check_server_args(args, "preview-")
+    cfg = load_config(args.config or "tiny_cpu", args.overrides)
     if args.preview:
         return _run_with_preview(args, cfg)
-    run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet)
+    run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet,
+                             resume_changes=(args.config, args.overrides))
     _report(run_dir, metrics)
     if args.lipsync:
         _train_lipsync(args, run_dir)
@@ -57,7 +61,8 @@ def _run_with_preview(args, cfg) -> int:
 
     run_dir, metrics, server = train_with_preview(
         cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet, host=args.preview_host,
-        port=args.preview_port, size=args.preview_size, render_share=args.preview_share, on_ready=ready)
+        port=args.preview_port, size=args.preview_size, render_share=args.preview_share, on_ready=ready,
+        resume_changes=(args.config, args.overrides))
     _report(run_dir, metrics)
     if args.lipsync:
         _train_lipsync(args, run_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..files import atomic_path, write_json
 from .expressions import read_expression
 from .mesh_io import read_obj_vertices
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: a split of a sequence's frames: the training frames (first 90 %), the held-out ones, or both
 Split = Literal["train", "test", "all"]
@@ -162,13 +163,21 @@ def read_gray(path: Path) -> np.ndarray:
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
-def fingerprint(*files: Path) -> str:
-    """sha1 over file contents (missing files hash as empty); invalidates caches."""
+def fingerprint(*files: Path, frame_files=()) -> str:
+    """sha1 over the contents of ``files`` (missing files hash as empty) and the size and
+    mtime of each of ``frame_files`` (the per-frame images, meshes and expression files the
+    cache holds: an edited or damaged frame file invalidates the cache, at one stat a file)."""
     h = hashlib.sha1(f"v{CACHE_VERSION}".encode())
     for f in files:
         h.update(str(Path(f).name).encode())
         if Path(f).is_file():
             h.update(Path(f).read_bytes())
+    for f in frame_files:
+        try:
+            st = os.stat(f)
+            h.update(f"{Path(f).name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(f"{Path(f).name}:missing;".encode())
     return h.hexdigest()
 
 
@@ -177,9 +186,42 @@ def load_json(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(path, f"invalid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise InputError(path, f"the top level must be an object, got {type(doc).__name__}")
+    return doc
+
+
+def number(d: dict, key: str, path: Path, *, what: str = "", integer: bool = False, positive: bool = False):
+    """d[key] as a finite float (or int) with a one-line error naming the file and the key."""
+    v = require(d, key, path)
+    name = f"{what}{key}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+        raise InputError(path, f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if not np.isfinite(v):
+        raise InputError(path, f"{name} must be finite, got {v!r}")
+    if positive and v <= 0:
+        raise InputError(path, f"{name} must be > 0, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def listed(d: dict, key: str, path: Path, item_type: type | None = None) -> list:
+    """d[key] as a list (of ``item_type`` when given), with a one-line error naming the file."""
+    v = require(d, key, path)
+    if not isinstance(v, list) or (item_type and not all(isinstance(x, item_type) for x in v)):
+        kind = f"a list of {item_type.__name__}" if item_type else "a list"
+        raise InputError(path, f"{key} must be {kind}")
+    return v
+
+
+def relative_path(d: dict, key: str, path: Path, what: str) -> str:
+    """d[key] as a non-empty string path (one-line error naming the file otherwise)."""
+    v = require(d, key, path)
+    if not isinstance(v, str) or not v:
+        raise InputError(path, f"{what} {key} must be a path string, got {v!r}")
+    return v
 
 
 def require(d: dict, key: str, path: Path):
@@ -191,13 +233,18 @@ def require(d: dict, key: str, path: Path):
 
 def matrix44(value, path: Path, what: str) -> np.ndarray:
     """A 4×4 float32 matrix from JSON (3×4 is padded), with shape/finite checks."""
-    m = np.asarray(value, dtype=np.float64)
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(path, f"{what} must be a 4x4 (or 3x4) matrix of numbers") from None
     if m.shape == (3, 4):
         m = np.concatenate([m, [[0, 0, 0, 1]]], 0)
     if m.shape != (4, 4):
         raise InputError(path, f"{what} has shape {m.shape}, expected 4x4")
     if not np.isfinite(m).all():
         raise InputError(path, f"{what} contains NaN or inf")
+    if abs(np.linalg.det(m)) < 1e-12:
+        raise InputError(path, f"{what} is singular (not an invertible rigid transform)")
     return m
 
 
@@ -213,25 +260,42 @@ def load_cache(cache: Path, fp: str):
         return None
 
 
-def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_vertices: int, width: int, height: int):
+def cached_vertices(cache: Path, transforms_fp: str, shape: tuple) -> np.ndarray | None:
+    """The cache's vertices when they were built from the same transforms files (meta key
+    ``transforms``) and have ``shape``: the source of truth of a cast written without mesh
+    files, kept when only the images or expression files changed. Otherwise None."""
+    try:
+        if json.loads((cache / "meta.json").read_text()).get("transforms") != transforms_fp:
+            return None
+        v = np.load(cache / "vertices.npy", mmap_mode="r")
+        return np.array(v) if v.shape == shape else None
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+
+
+def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_vertices: int, width: int, height: int,
+                vertices: np.ndarray | None = None, transforms_fp: str | None = None):
     """Read every per-frame file into arrays and store them in ``cache/`` (temp + rename).
 
     Args:
         mesh_paths, exp_paths: F files each. read_image: i -> [H, W, 4] uint8.
         n_vertices: V of the canonical mesh (a frame mesh with another count is an error).
+        vertices: [F, V, 3] to use instead of reading ``mesh_paths`` (see :func:`cached_vertices`).
+        transforms_fp: fingerprint of the transforms files alone, stored for :func:`cached_vertices`.
     Returns:
         (vertices [F,V,3] float32, expressions [F,E] float32, images [F,H,W,4] uint8).
         When the folder is read-only the arrays stay in memory only.
     """
-    F = len(mesh_paths)
-    verts = np.empty((F, n_vertices, 3), np.float32)
+    F = len(exp_paths)
+    verts = np.empty((F, n_vertices, 3), np.float32) if vertices is None else np.asarray(vertices, np.float32)
     imgs = np.empty((F, height, width, 4), np.uint8)
     exps = None
     for i in range(F):
-        v = read_obj_vertices(mesh_paths[i])
-        if v.shape[0] != n_vertices:
-            raise InputError(mesh_paths[i], f"mesh has {v.shape[0]} vertices, the canonical mesh has {n_vertices} (different topology)")
-        verts[i] = v
+        if vertices is None:
+            v = read_obj_vertices(mesh_paths[i])
+            if v.shape[0] != n_vertices:
+                raise InputError(mesh_paths[i], f"mesh has {v.shape[0]} vertices, the canonical mesh has {n_vertices} (different topology)")
+            verts[i] = v
         e = read_expression(exp_paths[i])
         if exps is None:
             exps = np.empty((F, e.shape[0]), np.float32)
@@ -244,7 +308,7 @@ def build_cache(cache: Path, fp: str, *, mesh_paths, exp_paths, read_image, n_ve
         for name, arr in (("vertices", verts), ("expressions", exps), ("images", imgs)):
             with atomic_path(cache / f"{name}.npy") as tmp:
                 np.save(tmp, arr)
-        write_json(cache / "meta.json", {"fingerprint": fp, "n_frames": F}, indent=None)
+        write_json(cache / "meta.json", {"fingerprint": fp, "transforms": transforms_fp, "n_frames": F}, indent=None)
     except OSError:
         pass  # read-only dataset: keep the arrays in memory
     return verts, exps, imgs

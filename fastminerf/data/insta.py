@@ -79,7 +79,8 @@ def read_insta_identity(root: str | Path) -> IdentityData:
             rgba[..., 3] = np.where((seg > 0) & (seg != 90), 255, 0)
         return rgba
 
-    fp = fingerprint(train_p, test_p)
+    fp = fingerprint(train_p, test_p, frame_files=[p for f, _, _ in frames for p in (
+        _resolve(root, f["file_path"]), root / f["mesh_path"], root / f["exp_path"])])
     cache = root / "fastminerf_cache"
     arrays = load_cache(cache, fp) or build_cache(
         cache, fp,

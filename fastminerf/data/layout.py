@@ -36,12 +36,16 @@ from .expressions import check_finite
 from .identity import (
     IdentityData,
     build_cache,
+    cached_vertices,
     fingerprint,
+    listed,
     load_cache,
     load_json,
     matrix44,
+    number,
     read_gray,
     read_rgba,
+    relative_path,
     require,
 )
 from .mesh_io import read_obj, write_obj
@@ -225,8 +229,18 @@ class IdentityWriter:
 
 
 def _write_cache_meta(root: Path, n_frames: int) -> None:
-    meta = {"fingerprint": fingerprint(root / TRAIN_JSON, root / TEST_JSON), "n_frames": n_frames}
+    frames = [f for name in (TRAIN_JSON, TEST_JSON) for f in json.loads((root / name).read_text())["frames"]]
+    meta = {"fingerprint": identity_fingerprint(root, frames), "transforms": fingerprint(root / TRAIN_JSON, root / TEST_JSON),
+            "n_frames": n_frames}
     (root / "cache" / "meta.json").write_text(json.dumps(meta))
+
+
+def identity_fingerprint(root: Path, frames: list[dict]) -> str:
+    """The cache fingerprint of an identity folder: its two transforms files' contents and
+    the size + mtime of every per-frame file the cache holds (images, expressions, meshes)."""
+    keys = ("file_path", "exp_path", "mesh_path")
+    return fingerprint(root / TRAIN_JSON, root / TEST_JSON,
+                       frame_files=[root / f[k] for f in frames for k in keys if isinstance(f.get(k), str)])
 
 
 def is_fastminerf_identity(root: Path) -> bool:
@@ -234,7 +248,8 @@ def is_fastminerf_identity(root: Path) -> bool:
     if not p.is_file():
         return False
     try:
-        return str(json.loads(p.read_text()).get("format", "")).startswith("fastminerf")
+        doc = json.loads(p.read_text())
+        return isinstance(doc, dict) and str(doc.get("format", "")).startswith("fastminerf")
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
 
@@ -250,17 +265,17 @@ def read_identity(root: str | Path) -> IdentityData:
     train_p, test_p = root / TRAIN_JSON, root / TEST_JSON
     top = load_json(train_p)
     test = load_json(test_p) if test_p.is_file() else {"frames": []}
-    frames = [(f, True) for f in require(top, "frames", train_p)] + [(f, False) for f in test.get("frames", [])]
+    frames = [(f, True) for f in listed(top, "frames", train_p, dict)]
+    frames += [(f, False) for f in (listed(test, "frames", test_p, dict) if "frames" in test else [])]
     if not frames:
         raise InputError(train_p, "no frames")
-    for f, tr in frames:
-        require(f, "frame_index", train_p if tr else test_p)
-    frames.sort(key=lambda ft: int(ft[0]["frame_index"]))
+    index = [number(f, "frame_index", train_p if tr else test_p, integer=True) for f, tr in frames]
+    frames = [frames[i] for i in np.argsort(index, kind="stable")]
     F = len(frames)
-    if [int(f["frame_index"]) for f, _ in frames] != list(range(F)):
+    if sorted(index) != list(range(F)):
         raise InputError(train_p, "frame_index values must be 0..F-1 across the train and test files")
-    W, H = int(require(top, "w", train_p)), int(require(top, "h", train_p))
-    K = np.array([[float(require(top, k, train_p)) for k in ("fl_x", "fl_y", "cx", "cy")]] * F, np.float32)
+    W, H = (number(top, k, train_p, integer=True, positive=True) for k in ("w", "h"))
+    K = np.array([[number(top, k, train_p, positive=k.startswith("fl")) for k in ("fl_x", "fl_y", "cx", "cy")]] * F, np.float32)
     check_finite(K, train_p, "intrinsics")
     c2h = np.empty((F, 4, 4), np.float32)
     for i, (f, tr) in enumerate(frames):
@@ -268,7 +283,7 @@ def read_identity(root: str | Path) -> IdentityData:
         c2w = matrix44(require(f, "transform_matrix", src), src, f"frame {i} transform_matrix")
         pose = matrix44(f.get("head_pose", np.eye(4)), src, f"frame {i} head_pose")
         c2h[i] = np.linalg.solve(pose, c2w)
-    image_paths = [root / require(f, "file_path", train_p) for f, _ in frames]
+    image_paths = [root / relative_path(f, "file_path", train_p if tr else test_p, f"frame {i}") for i, (f, tr) in enumerate(frames)]
     for p in image_paths:
         if not p.is_file():
             raise InputError(p, "image file not found")
@@ -276,16 +291,21 @@ def read_identity(root: str | Path) -> IdentityData:
     canon_path = root / top.get("canonical_mesh", "canonical.obj")
     canonical, faces = read_obj(canon_path)
 
+    names = listed(top, "expression_names", train_p, str) if "expression_names" in top else None
     cache = root / "cache"
-    fp = fingerprint(train_p, test_p)
+    fp = identity_fingerprint(root, [f for f, _ in frames])
     arrays = load_cache(cache, fp)
     if arrays is None:
-        for i, (f, _) in enumerate(frames):
-            if "mesh_path" not in f:
+        tfp = fingerprint(train_p, test_p)
+        kept = None
+        if any("mesh_path" not in f for f, _ in frames):  # meshes live in the cache only
+            kept = cached_vertices(cache, tfp, (F, canonical.shape[0], 3))
+            if kept is None:
+                i = next(i for i, (f, _) in enumerate(frames) if "mesh_path" not in f)
                 raise InputError(train_p, f"frame {i} has no mesh_path and the cache is missing or stale")
         arrays = build_cache(
-            cache, fp,
-            mesh_paths=[root / f["mesh_path"] for f, _ in frames],
+            cache, fp, vertices=kept, transforms_fp=tfp,
+            mesh_paths=None if kept is not None else [root / f["mesh_path"] for f, _ in frames],
             exp_paths=[root / require(f, "exp_path", train_p) for f, _ in frames],
             read_image=lambda i: read_rgba(image_paths[i], W, H),
             n_vertices=canonical.shape[0], width=W, height=H,
@@ -293,7 +313,7 @@ def read_identity(root: str | Path) -> IdentityData:
     vertices, expressions, images = arrays
     if vertices.shape != (F, canonical.shape[0], 3):
         raise InputError(cache / "vertices.npy", f"shape {vertices.shape} does not match {F} frames of the canonical mesh ({canonical.shape[0]} vertices)")
-    names = list(top.get("expression_names", [""] * expressions.shape[1]))
+    names = names if names is not None else [""] * expressions.shape[1]
     if len(names) != expressions.shape[1]:
         raise InputError(train_p, f"{len(names)} expression_names for {expressions.shape[1]} coefficients")
     regions = _optional_npy(root / "vertex_regions.npy", (canonical.shape[0],))

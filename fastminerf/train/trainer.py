@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from ..data.cast import Cast, load_cast
 from ..data.rays import RayBatcher
 from ..errors import InputError, TrainingDiverged
 from ..eval.evaluate import evaluate_cast
-from ..files import write_json
+from ..files import check_folder_path, remove_stale_temps, write_json
 from ..model.avatar import TrainingContext
 from ..model.cast_info import CastInfo
 from ..model.checkpoint import checkpoint_path, clean_checkpoint_folder, load_checkpoint, save_checkpoint
@@ -39,6 +40,9 @@ from ..model.loading import build_avatar, default_device
 from ..ops.cpu import tune_allocator
 from ..render.views import background_color
 from .progress import Progress
+from .resume import resume_config
+
+log = logging.getLogger(__name__)
 
 #: bytes of all frames' vertices kept on the GPU (a step then gathers its meshes there)
 GPU_VERTEX_CACHE_BYTES = 1 << 30
@@ -129,6 +133,8 @@ class Trainer:
         self.callbacks = self.avatar.training_callbacks(self.scope.refresh_occupancy)
         self.step = self.scope.first_step
         self.bad_steps = 0
+        self.seconds_before = 0.0  # training time of the runs this one resumes (max_minutes counts it)
+        self._started = time.perf_counter()
         if start is None:
             self._init_occupancy()
         else:
@@ -139,6 +145,7 @@ class Trainer:
             self.batcher.load_state_dict(resume["batcher"])
             self.gen.set_state(resume["rng"])
             self.step = int(resume["step"])
+            self.seconds_before = float(resume.get("train_seconds", 0.0))
 
     # ------------------------------------------------------------------ pieces
     def _init_occupancy(self) -> None:
@@ -217,6 +224,7 @@ class Trainer:
             "batcher": self.batcher.state_dict(),
             "rng": self.gen.get_state(),
             "scope": self.scope.to_dict(),
+            "train_seconds": self.seconds_before + time.perf_counter() - self._started,
         }
 
     def save(self) -> Path:
@@ -241,8 +249,10 @@ class Trainer:
         guard = step_guard or contextlib.nullcontext
         self.run_dir.mkdir(parents=True, exist_ok=True)
         clean_checkpoint_folder(self.run_dir)
+        remove_stale_temps(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yml")
-        start = time.perf_counter()
+        start = self._started = time.perf_counter()
+        start -= self.seconds_before  # a resumed run continues its time budget
         rays = self.cfg.data.rays_per_batch
         last_eval: dict = {}
         with Progress(tc.steps, enabled=progress) as bar:
@@ -284,28 +294,40 @@ def run_dir_for(cfg: Config, identity_paths: list, out_root: str | Path = "outpu
 
 
 def prepare_trainer(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
-                    device=None) -> Trainer:
+                    device=None, resume_changes: tuple[str | None, list[str]] = (None, [])) -> Trainer:
     """A Trainer for a new run on identity folders, or one resumed from a checkpoint (with the
-    checkpoint's own config, thread count included, so it continues exactly)."""
+    checkpoint's own config, thread count included, so it continues exactly).
+
+    ``resume_changes``: (preset, overrides) given on the command line with ``--resume``; the
+    safe ones (steps, max_minutes, save_every) are applied and logged, others refused
+    (see :mod:`fastminerf.train.resume`)."""
     state = None
     if resume is not None:
         state = load_checkpoint(resume)
         run_dir = Path(state["path"]).parent.parent
-        cfg = Config.from_dict(state["config"], state["path"])
+        cfg, applied = resume_config(Config.from_dict(state["config"], state["path"]), *resume_changes, state["path"])
+        if applied:
+            log.info("resume: applying %s (the learning-rate schedule follows train.steps)", ", ".join(applied))
     else:
         run_dir = run_dir_for(cfg, identity_paths, out_root)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.threads is None:  # record the count used, so that a resume uses it too
+        cfg.train.threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.train.threads)
     if not torch.cuda.is_available():
         tune_allocator()
+    check_folder_path(run_dir / "config.yml")
     cast = load_cast(identity_paths, cfg.data.expression_dims)
+    for d in cast.identities:  # the final evaluation needs held-out frames: say so before training
+        if d.is_train.all():
+            raise InputError(d.root / "transforms_test.json", "no held-out frames (missing or empty); the final "
+                                                               "evaluation needs at least one")
     return Trainer(cfg, cast, run_dir, device=device, resume=state)
 
 
 def train(cfg: Config, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
-          progress: bool = True, device=None) -> tuple[Path, dict]:
+          progress: bool = True, device=None, resume_changes: tuple[str | None, list[str]] = (None, [])) -> tuple[Path, dict]:
     """Train (or resume) a model on identity folders; returns (run folder, final metrics)."""
-    trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device)
+    trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device, resume_changes)
     metrics = trainer.run(progress=progress)
     return trainer.run_dir, metrics
 

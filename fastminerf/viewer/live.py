@@ -26,7 +26,8 @@ def serve_forever(server: PreviewServer) -> None:
 
 def train_with_preview(cfg, identity_paths: list, out_root: str | Path = "outputs", resume: str | Path | None = None,
                        progress: bool = True, device=None, host: str = "127.0.0.1", port: int = 8080, size: int = 128,
-                       render_share: float = 0.25, on_ready: Callable[[PreviewServer], None] | None = None):
+                       render_share: float = 0.25, on_ready: Callable[[PreviewServer], None] | None = None,
+                       resume_changes: tuple = (None, [])):
     """Train like :func:`fastminerf.train.trainer.train` while serving the preview.
 
     The server is started before the first step (``on_ready(server)`` is called then) and
@@ -35,7 +36,7 @@ def train_with_preview(cfg, identity_paths: list, out_root: str | Path = "output
     Returns:
         (run folder, final metrics, the running :class:`PreviewServer`).
     """
-    trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device)
+    trainer = prepare_trainer(cfg, identity_paths, out_root, resume, device, resume_changes)
     steps = trainer.cfg.train.steps
     share = TimeShare(render_share)
     sequences = CastSequences({}, trainer.avatar.info.n_expressions,
