@@ -116,8 +116,11 @@ def finetune_trial(kind: str, base_run: Path, cast: Path, work: Path, kill_after
     untouched, every checkpoint loads, no temp file is left."""
     before = latest_checkpoint(base_run).read_bytes()
     out = work / kind
+    if kind == "adapt":  # a new person: id0's frames under a name the model does not know
+        newcomer = work / "new" / "newcomer"
+        shutil.copytree(cast / "id0", newcomer, dirs_exist_ok=True)
     args = (["personalize", "--checkpoint", str(base_run), "--identity", "id0"] if kind == "personalize" else
-            ["adapt", "--checkpoint", str(base_run), "--data", str(cast / "id0")])
+            ["adapt", "--checkpoint", str(base_run), "--data", str(newcomer)])
     args += ["--steps", "20", "--eval-frames", "1", "--out", str(out), "--quiet"]
     rc, _ = _cli(*args, kill_after=kill_after)
     killed = rc != 0

@@ -163,11 +163,11 @@ def read_gray(path: Path) -> np.ndarray:
     return arr[..., 0] if arr.ndim == 3 else arr
 
 
-def fingerprint(*files: Path, frame_files=()) -> str:
+def fingerprint(*files: Path, frame_files=(), version: int = CACHE_VERSION) -> str:
     """sha1 over the contents of ``files`` (missing files hash as empty) and the size and
     mtime of each of ``frame_files`` (the per-frame images, meshes and expression files the
     cache holds: an edited or damaged frame file invalidates the cache, at one stat a file)."""
-    h = hashlib.sha1(f"v{CACHE_VERSION}".encode())
+    h = hashlib.sha1(f"v{version}".encode())
     for f in files:
         h.update(str(Path(f).name).encode())
         if Path(f).is_file():
@@ -260,12 +260,15 @@ def load_cache(cache: Path, fp: str):
         return None
 
 
-def cached_vertices(cache: Path, transforms_fp: str, shape: tuple) -> np.ndarray | None:
+def cached_vertices(cache: Path, transforms_fp: tuple[str, str], shape: tuple) -> np.ndarray | None:
     """The cache's vertices when they were built from the same transforms files (meta key
     ``transforms``) and have ``shape``: the source of truth of a cast written without mesh
-    files, kept when only the images or expression files changed. Otherwise None."""
+    files, kept when only the images or expression files changed. Otherwise None.
+    ``transforms_fp`` is a pair: (this version's, version 1's fingerprint of the transforms
+    files), as version-1 caches stored the latter as ``fingerprint``."""
     try:
-        if json.loads((cache / "meta.json").read_text()).get("transforms") != transforms_fp:
+        meta = json.loads((cache / "meta.json").read_text())
+        if meta.get("transforms") != transforms_fp[0] and meta.get("fingerprint") != transforms_fp[1]:
             return None
         v = np.load(cache / "vertices.npy", mmap_mode="r")
         return np.array(v) if v.shape == shape else None

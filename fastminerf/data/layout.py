@@ -299,7 +299,7 @@ def read_identity(root: str | Path) -> IdentityData:
         tfp = fingerprint(train_p, test_p)
         kept = None
         if any("mesh_path" not in f for f, _ in frames):  # meshes live in the cache only
-            kept = cached_vertices(cache, tfp, (F, canonical.shape[0], 3))
+            kept = cached_vertices(cache, (tfp, fingerprint(train_p, test_p, version=1)), (F, canonical.shape[0], 3))
             if kept is None:
                 i = next(i for i, (f, _) in enumerate(frames) if "mesh_path" not in f)
                 raise InputError(train_p, f"frame {i} has no mesh_path and the cache is missing or stale")

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -39,6 +40,7 @@ from ..model.frames import CastFrames, FrameBatch
 from ..model.loading import build_avatar, default_device
 from ..ops.cpu import tune_allocator
 from ..render.views import background_color
+from ..threads import usable_cores
 from .progress import Progress
 from .resume import resume_config
 
@@ -311,8 +313,10 @@ def prepare_trainer(cfg: Config, identity_paths: list, out_root: str | Path = "o
     else:
         run_dir = run_dir_for(cfg, identity_paths, out_root)
     if cfg.train.threads is None:  # record the count used, so that a resume uses it too
-        cfg.train.threads = torch.get_num_threads()
+        cfg.train.threads = usable_cores()
     torch.set_num_threads(cfg.train.threads)
+    log.info("threads: %d (%d usable cores; OpenMP wait policy %s)", cfg.train.threads, usable_cores(),
+             os.environ.get("OMP_WAIT_POLICY", "default"))
     if not torch.cuda.is_available():
         tune_allocator()
     check_folder_path(run_dir / "config.yml")
