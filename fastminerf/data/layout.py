@@ -15,7 +15,8 @@ One folder per identity, close to INSTA's layout (field-by-field description in 
       expression_basis.npy      optional [E, V, 3] float32 blendshapes (drive a mesh from sliders)
       cache/                    compact arrays, rebuilt from the files above when stale:
         vertices.npy [F, V, 3] float32, expressions.npy [F, E] float32,
-        images.npy [F, H, W, 4] uint8, meta.json (fingerprint of the two transforms files)
+        images.npy [F, H, W, 4] uint8, meta.json (fingerprint of the two transforms files and
+        the size + mtime of each per-frame file)
 
 Writing goes to a hidden temporary folder that is renamed into place at the end, so an
 interrupted writer never leaves a half-written identity behind.
