@@ -64,3 +64,12 @@ def test_resumed_threads_come_from_the_checkpoint(run):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+def test_final_evaluation_is_bounded_per_identity(tmp_path):
+    make_identity(tmp_path / "cast", "a", n_frames=30, size=16, subdivisions=1)  # 3 held-out frames
+    argv = ["train", "--identities", str(tmp_path / "cast"), "--out", str(tmp_path / "runs"), "--quiet",
+            *sum((["--set", s] for s in SMALL + ["train.steps=1", "train.final_eval_frames=2"]), [])]
+    assert main(argv) == 0
+    metrics = next((tmp_path / "runs").rglob("metrics.json")).read_text()
+    assert '"n_frames": 2' in metrics

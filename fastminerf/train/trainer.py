@@ -276,7 +276,10 @@ class Trainer:
         with guard():
             self.save()
             train_seconds = time.perf_counter() - start
-            metrics = self.evaluate(None) if final_eval else {}
+            if final_eval:
+                log.info("final evaluation on %s held-out frames per identity (train.final_eval_frames; "
+                         "fastminerf eval for all of them)", tc.final_eval_frames or "all")
+            metrics = self.evaluate(tc.final_eval_frames) if final_eval else {}
         metrics.update(step=self.step, train_seconds=round(train_seconds, 2))
         if final_eval:
             self._log_metrics(metrics, train_seconds)
