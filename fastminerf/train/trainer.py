@@ -102,16 +102,21 @@ class Trainer:
         init: a checkpoint dict whose weights (``cast``, ``model``) start a new run — fine-tuning
             with a fresh optimizer; the cast may then hold any subset of the model's identities.
         scope: what the run draws from and may change (fine-tuning; restored on resume).
+        info: the model's cast description for a new run when ``cast`` holds only part of it
+            (a rank's shard of identities, see :mod:`.distributed`); default: from ``cast``.
     """
 
     def __init__(self, cfg: Config, cast: Cast, run_dir: Path, *, device=None, resume: dict | None = None,
-                 init: dict | None = None, scope: Scope | None = None):
+                 init: dict | None = None, scope: Scope | None = None, info: CastInfo | None = None):
         self.cfg, self.cast, self.run_dir = cfg, cast, Path(run_dir)
         self.device = torch.device(device) if device is not None else default_device()
         tc = cfg.train
         torch.manual_seed(tc.seed)
         start = resume if resume is not None else init
-        info = CastInfo.from_cast(cast, cfg.model.aabb_margin) if start is None else CastInfo.from_dict(start["cast"])
+        if start is not None:
+            info = CastInfo.from_dict(start["cast"])
+        elif info is None:
+            info = CastInfo.from_cast(cast, cfg.model.aabb_margin)
         self.scope = Scope.from_dict(resume.get("scope")) if resume is not None else (scope or Scope())
         if resume is not None and self.scope.origin is None and info.names != cast.names:
             raise InputError(resume["path"], f"checkpoint was trained on {', '.join(info.names)}, "
