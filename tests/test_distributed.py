@@ -156,3 +156,18 @@ def test_killed_rank_stops_job_then_resume_on_one_rank(cast_dir, tmp_path):
     assert one.step == step
     one.train_step()
     assert one.step == step + 1
+
+
+def test_nproc_run_ends_together_on_rank_0s_clock_with_pooled_metrics(cast_dir, tmp_path):
+    """train.max_minutes: rank 0's clock stops every rank at the same step (no hang); the final
+    held-out metrics pool all 4 identities; the run folder is a normal one."""
+    cmd = [sys.executable, "-m", "fastminerf", "train", "--nproc", "2", "--identities", str(cast_dir), "--out",
+           str(tmp_path), "--quiet", *[a for s in SMALL + ["train.steps=100000", "train.max_minutes=0.0001"]
+                                       for a in ("--set", s)]]
+    res = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "backend gloo, 2 ranks" in res.stderr and "final held-out metrics" in res.stdout
+    run_dir = next(tmp_path.rglob("metrics.json")).parent
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert sorted(m["per_identity"]) == [f"id{k}" for k in range(4)] and m["step"] < 100000
+    assert load_checkpoint(run_dir)["step"] == m["step"]

@@ -159,6 +159,14 @@ class DistributedTrainer(Trainer):
     def _finite_update(self, loss: torch.Tensor) -> bool:
         return super()._finite_update(self.reduce_gradients(loss))
 
+    def out_of_time(self, elapsed: float) -> bool:
+        """Rank 0's clock decides for every rank (ranks that disagreed would wait on each other)."""
+        if self.cfg.train.max_minutes is None:
+            return False
+        flag = torch.tensor([float(super().out_of_time(elapsed))], device=self.device)
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
     def save(self) -> Path:
         from ..model.checkpoint import checkpoint_path
         if self.rank == 0:

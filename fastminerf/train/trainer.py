@@ -263,7 +263,7 @@ class Trainer:
                         self._log_metrics(last_eval, elapsed)
                     if tc.save_every and self.step % tc.save_every == 0:
                         self.save()
-                if tc.max_minutes is not None and elapsed > 60 * tc.max_minutes:
+                if self.out_of_time(elapsed):
                     bar.note(f"time budget of {tc.max_minutes} min reached at step {self.step}")
                     break
         with guard():
@@ -275,6 +275,10 @@ class Trainer:
             self._log_metrics(metrics, train_seconds)
             write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+    def out_of_time(self, elapsed: float) -> bool:
+        """Whether ``train.max_minutes`` is spent after ``elapsed`` seconds of training."""
+        return self.cfg.train.max_minutes is not None and elapsed > 60 * self.cfg.train.max_minutes
 
     def _log_metrics(self, m: dict, elapsed: float) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
