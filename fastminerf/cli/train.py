@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from ..config import load_config
 from ..lipsync.train import train_lipsync
+from ..train.distributed import launch, launched, train_distributed
 from ..train.trainer import train
 from ..viewer.live import serve_forever, train_with_preview
 from .lipsync_train import add_lipsync_args, config_from_args
@@ -23,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="outputs", help="root folder of runs (default: outputs)")
     p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from a checkpoint file or run folder")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel ranks on this machine (torchrun --standalone; identities split across "
+                        "ranks; default 1 = one process). Several machines: torchrun ... -m fastminerf train")
     p.add_argument("--preview", action="store_true",
                    help="serve the web preview of the model while it trains (see fastminerf preview)")
     p.add_argument("--lipsync", action="store_true",
@@ -39,6 +45,13 @@ def run(args) -> int:
     if args.preview:
         check_server_args(args, "preview-")
     cfg = load_config(args.config or "tiny_cpu", args.overrides)
+    if args.nproc > 1 and not launched():
+        return launch(args.nproc, _without_nproc(sys.argv[1:]))
+    if launched():
+        run_dir, metrics = train_distributed(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet)
+        if int(os.environ.get("RANK", 0)) == 0:
+            _report(run_dir, metrics)
+        return 0
     if args.preview:
         return _run_with_preview(args, cfg)
     run_dir, metrics = train(cfg, args.identities, args.out, resume=args.resume, progress=not args.quiet,
@@ -74,3 +87,15 @@ def _run_with_preview(args, cfg) -> int:
 def _report(run_dir, metrics) -> None:
     short = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items() if k not in ("per_identity", "transfer_pairs")}
     print(f"run: {run_dir}\nfinal held-out metrics: {json.dumps(short)}")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out

@@ -108,16 +108,21 @@ class Trainer:
         init: a checkpoint dict whose weights (``cast``, ``model``) start a new run — fine-tuning
             with a fresh optimizer; the cast may then hold any subset of the model's identities.
         scope: what the run draws from and may change (fine-tuning; restored on resume).
+        info: the model's cast description for a new run when ``cast`` holds only part of it
+            (a rank's shard of identities, see :mod:`.distributed`); default: from ``cast``.
     """
 
     def __init__(self, cfg: Config, cast: Cast, run_dir: Path, *, device=None, resume: dict | None = None,
-                 init: dict | None = None, scope: Scope | None = None):
+                 init: dict | None = None, scope: Scope | None = None, info: CastInfo | None = None):
         self.cfg, self.cast, self.run_dir = cfg, cast, Path(run_dir)
         self.device = torch.device(device) if device is not None else default_device()
         tc = cfg.train
         torch.manual_seed(tc.seed)
         start = resume if resume is not None else init
-        info = CastInfo.from_cast(cast, cfg.model.aabb_margin) if start is None else CastInfo.from_dict(start["cast"])
+        if start is not None:
+            info = CastInfo.from_dict(start["cast"])
+        elif info is None:
+            info = CastInfo.from_cast(cast, cfg.model.aabb_margin)
         self.scope = Scope.from_dict(resume.get("scope")) if resume is not None else (scope or Scope())
         if resume is not None and self.scope.origin is None and info.names != cast.names:
             raise InputError(resume["path"], f"checkpoint was trained on {', '.join(info.names)}, "
@@ -270,7 +275,7 @@ class Trainer:
                         self._log_metrics(last_eval, elapsed)
                     if tc.save_every and self.step % tc.save_every == 0:
                         self.save()
-                if tc.max_minutes is not None and elapsed > 60 * tc.max_minutes:
+                if self.out_of_time(elapsed):
                     bar.note(f"time budget of {tc.max_minutes} min reached at step {self.step}")
                     break
         with guard():
@@ -285,6 +290,10 @@ class Trainer:
             self._log_metrics(metrics, train_seconds)
             write_json(self.run_dir / "metrics.json", metrics)
         return metrics
+
+    def out_of_time(self, elapsed: float) -> bool:
+        """Whether ``train.max_minutes`` is spent after ``elapsed`` seconds of training."""
+        return self.cfg.train.max_minutes is not None and elapsed > 60 * self.cfg.train.max_minutes
 
     def _log_metrics(self, m: dict, elapsed: float) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
