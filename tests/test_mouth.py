@@ -47,16 +47,29 @@ def test_box_and_edge_cases():
     assert lip_motion([0.1, None, 0.3, 0.5], [0.2, 0.1, 0.4, 0.6]) == pytest.approx(1.0)
 
 
-def test_eval_reports_mouth_numbers_held_out_and_in_transfer(tmp_path):
+def test_lips_only_cast_in_insta_layout_trains_and_reports_mouth_numbers(tmp_path):
+    """``synth --mouth lips-only``: INSTA actors without pocket vertices, same images; eval
+    reports mouth numbers held out and in transfer."""
     from fastminerf.api import cast_of, load_avatar
+    from fastminerf.cli import main
     from fastminerf.config import load_config
-    from fastminerf.data.synth.cast import synthesize_cast
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.layout import read_identity
     from fastminerf.eval.evaluate import evaluate_cast
     from fastminerf.train.trainer import train
 
-    root = tmp_path / "cast"
-    synthesize_cast(root, n_identities=2, n_frames=10, size=48, seed=1, write_obj=False, workers=1, progress=False,
-                    contact_tile=32)
+    root, ref = tmp_path / "cast", tmp_path / "ref"
+    args = ["synth", "--identities", "2", "--frames", "10", "--size", "48", "--seed", "1", "--workers", "1", "--quiet"]
+    assert main(args + ["--out", str(ref)]) == 0
+    assert main(args + ["--out", str(root), "--mouth", "lips-only"]) == 0
+    cast, pocket = load_cast([root]), read_identity(ref / "id000")
+    d = cast.identities[0]
+    assert d.source == "insta" and (root / "id000" / "flame" / "exp").is_dir()
+    regions = np.load(root / "id000" / "vertex_regions.npy")
+    assert Region.MOUTH_INTERIOR not in regions and Region.UPPER_LIP in regions
+    assert d.n_vertices == pocket.n_vertices - int((pocket.vertex_regions == Region.MOUTH_INTERIOR).sum())
+    assert (d.image(3) == pocket.image(3)).all() and (d.is_train == pocket.is_train).all()
+    assert np.allclose(d.expressions, pocket.expressions, atol=1e-5)
     small = ["data.rays_per_batch=256", "data.frames_per_batch=8", "train.eval_every=0", "train.save_every=0",
              "train.max_minutes=null", "render.occupancy_resolution=32", "train.steps=2"]
     run, _ = train(load_config("tiny_cpu", small), [root], tmp_path / "runs", progress=False)
