@@ -79,3 +79,19 @@ def test_lips_only_cast_in_insta_layout_trains_and_reports_mouth_numbers(tmp_pat
     assert all("lip_motion" in r and r["mouth_psnr"] is not None for r in m["per_identity"].values())
     assert m["transfer_mouth_psnr"] is not None and "transfer_lip_motion" in m
     assert set(m["transfer_mouth_pairs"]) == set(m["transfer_pairs"])
+
+
+def test_mouth_fraction_draws_rays_inside_the_mouth_box(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.rays import RayBatcher
+
+    assert main(["synth", "--identities", "2", "--frames", "6", "--size", "48", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 0
+    cast = load_cast([tmp_path / "c"])
+    b = RayBatcher(cast, 512, 4, mouth_fraction=1.0)
+    r = b.sample()
+    box = b.mouth_boxes[torch.searchsorted(b.frame_table, r.frame)]
+    x, y = r.xy[:, 0], r.xy[:, 1]
+    assert ((x >= box[:, 0]) & (x < box[:, 2]) & (y >= box[:, 1]) & (y < box[:, 3])).all()
+    assert (box[:, 2] - box[:, 0] < 48).all()
