@@ -259,7 +259,9 @@ def quality(avatar, cast, driver_cast, background: str = "white", transfer_frame
         avatar.train(was_training)
     first = [v for k, v in tr.get("transfer_pairs", {}).items() if k.startswith(f"{cast.names[0]}<-")]
     return {"heldout_psnr": held["psnr"], "heldout_ssim": held["ssim"], "heldout_psnr_masked": held["psnr_masked"],
+            "heldout_mouth_psnr": held["mouth_psnr"], "heldout_lip_motion": held["lip_motion"],
             "transfer_psnr": tr.get("transfer_psnr"), "transfer_ssim": tr.get("transfer_ssim"),
+            "transfer_mouth_psnr": tr.get("transfer_mouth_psnr"), "transfer_lip_motion": tr.get("transfer_lip_motion"),
             "transfer_first": float(np.mean(first)) if first else None,
             "per_identity": held["per_identity"], "transfer_pairs": tr.get("transfer_pairs", {})}
 

@@ -56,6 +56,7 @@ class DataConfig:
     rays_per_batch: int = _f(4096, "rays per training step, drawn across identities and frames", gt=0)
     frames_per_batch: int = _f(64, "frames drawn per step (identity-uniform); rays are spread over them", gt=0)
     inside_fraction: float = _f(0.95, "share of rays inside the projected head box (MI-NeRF: 0.95)", ge=0, le=1)
+    mouth_fraction: float = _f(0.0, "share of rays drawn inside the ground truth's mouth box (seg_mask lips + interior); 0 = off", ge=0, le=1)
 
 
 @dataclass

@@ -25,7 +25,8 @@ def run(args) -> int:
         raise InputError(None, "the demo needs at least 2 identities (one drives the other)")
     m = run_demo(args.out, minutes=args.minutes, identities=args.identities, frames=args.frames, size=args.size, config=args.config,
                  overrides=args.overrides, progress=not args.quiet)
-    short = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in m.items() if k in ("psnr", "psnr_masked", "ssim", "transfer_psnr")}
+    short = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in m.items() if k in ("psnr", "psnr_masked", "ssim", "mouth_psnr", "lip_motion", "transfer_psnr", "transfer_mouth_psnr",
+                                                                                     "transfer_lip_motion")}
     print(f"\nheld-out: {json.dumps(short)}")
     print(f"wrote {args.out}/render.mp4, {args.out}/transfer.mp4, {args.out}/contact_sheet.png, {args.out}/metrics.json")
     return 0

@@ -5,6 +5,7 @@ import argparse
 import time
 
 from ..data.synth.cast import synthesize_cast
+from ..data.synth.lips_only import lips_only_cast
 from .checks import at_least, at_most
 
 #: largest --size synth renders (a 4096² cast is already ~64 MB per frame in the cache)
@@ -35,6 +36,8 @@ def register(subparsers) -> None:
                    help="drivers per identity for transfer ground truth (default: all others when N <= 4, else 3)")
     p.add_argument("--lighting-drift", type=_positive(float), default=0.0, metavar="X",
                    help="per-frame light drift in [0, 1] (default 0: fixed light)")
+    p.add_argument("--mouth", choices=["pocket", "lips-only"], default="pocket",
+                   help="tracked meshes with the mouth pocket (default) or lips only, like FLAME (written in INSTA's layout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cast at DIR")
     p.add_argument("--no-obj", action="store_true", help="do not write meshes/*.obj (the cache still holds the meshes)")
     p.add_argument("--workers", type=int, default=None, metavar="W", help="processes (default: all CPUs)")
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         args.out, args.identities, args.frames, args.size, args.seed, transfer_drivers=args.transfer_drivers,
         lighting_drift=args.lighting_drift, overwrite=args.overwrite, write_obj=not args.no_obj,
         workers=args.workers, progress=not args.quiet)
+    if args.mouth == "lips-only":
+        lips_only_cast(args.out)
     print(f"wrote {len(paths)} identities to {args.out} in {time.perf_counter() - t0:.1f} s "
           f"(cast.json, contact_sheet.png, {paths[0].name}..{paths[-1].name})")
     return 0

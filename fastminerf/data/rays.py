@@ -6,7 +6,9 @@ through the pixel centre (x + 0.5, y + 0.5) with OpenCV camera axes.
 The batcher draws B rays per step across many identities and frames at once: identities
 uniformly, then frames uniformly within the identity, then pixels — a fraction
 ``inside_fraction`` (default 0.95, MI-NeRF) inside the frame's projected head box and the
-rest outside it. Everything is vectorised; images stay uint8 until the gathered pixels.
+rest outside it; optionally a fraction ``mouth_fraction`` of all rays inside the ground
+truth's mouth box instead (lips + mouth interior of the seg_mask, grown by 3 px: the mouth
+is a few % of the head's pixels but carries most of what an avatar is judged by). Everything is vectorised; images stay uint8 until the gathered pixels.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 
 from .cast import Cast
+from .layout import read_seg
+from .regions import MOUTH_REGIONS
 
 
 def pixel_rays(cam_to_head: torch.Tensor, intrinsics: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
@@ -73,6 +77,23 @@ def head_boxes(cast: Cast, frames: np.ndarray, margin: float = 0.08, max_vertice
     return out
 
 
+def mouth_boxes(cast: Cast, frames: np.ndarray, fallback: np.ndarray, dilate: int = 3) -> np.ndarray:
+    """Ground-truth mouth boxes of global frames: [K, 4] int64 (x0, y0, x1, y1), x1/y1
+    exclusive, the bounding box of the seg_mask's mouth regions grown by ``dilate`` px;
+    ``fallback`` [K, 4] (the head box) for frames without a seg_mask or mouth pixels."""
+    out = np.array(fallback, np.int64, copy=True)
+    for k, f in enumerate(frames):
+        i = int(cast.frame_identity[f])
+        seg = read_seg(cast.identities[i], int(cast.frame_local[f]))
+        if seg is None:
+            continue
+        ys, xs = np.nonzero(np.isin(seg, MOUTH_REGIONS))
+        if ys.size:
+            out[k] = (max(xs.min() - dilate, 0), max(ys.min() - dilate, 0), min(xs.max() + 1 + dilate, cast.width),
+                      min(ys.max() + 1 + dilate, cast.height))
+    return out
+
+
 @dataclass
 class RayBatch:
     """B rays with their supervision.
@@ -104,6 +125,7 @@ class RayBatcher:
         frames_per_batch: K frames drawn per step (identity-uniform); rays are spread
             uniformly over them. Bounds per-step work that scales with frames (meshes).
         inside_fraction: share of rays inside the projected head box (MI-NeRF: 0.95).
+        mouth_fraction: share of rays drawn inside the ground truth's mouth box (0 = off).
         split: "train" (default) or "test" / "all".
         device: where returned tensors live.
         seed: seed of the batcher's own generator (its state is saved in checkpoints).
@@ -113,10 +135,11 @@ class RayBatcher:
     """
 
     def __init__(self, cast: Cast, rays_per_batch: int, frames_per_batch: int = 64, inside_fraction: float = 0.95, *,
-                 split: str = "train", device: str | torch.device = "cpu", seed: int = 0, frames: np.ndarray | None = None):
+                 split: str = "train", device: str | torch.device = "cpu", seed: int = 0, frames: np.ndarray | None = None,
+                 mouth_fraction: float = 0.0):
         self.cast, self.B = cast, int(rays_per_batch)
         self.frames_per_batch = max(1, min(int(frames_per_batch), self.B))
-        self.inside = float(inside_fraction)
+        self.inside, self.mouth = float(inside_fraction), float(mouth_fraction)
         self.device = torch.device(device)
         self.gen = torch.Generator().manual_seed(seed)
         if frames is None:
@@ -133,6 +156,8 @@ class RayBatcher:
         self.start = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.n_per_id[:-1]]), 0)
         self.frame_table = torch.from_numpy(np.concatenate(frames))
         self.boxes = torch.from_numpy(head_boxes(cast, self.frame_table.numpy()))  # per entry of frame_table
+        self.mouth_boxes = (torch.from_numpy(mouth_boxes(cast, self.frame_table.numpy(), self.boxes.numpy()))
+                            if self.mouth > 0 else None)
         self.c2h = torch.from_numpy(cast.cam_to_head)
         self.intrinsics = torch.from_numpy(cast.intrinsics)
 
@@ -150,6 +175,10 @@ class RayBatcher:
         ray_slot = slot[torch.randint(n_frames, (B,), generator=g)]
         box = self.boxes[ray_slot].float()  # [B, 4]
         inside = torch.rand(B, generator=g) < self.inside
+        if self.mouth_boxes is not None:
+            in_mouth = torch.rand(B, generator=g) < self.mouth
+            box = torch.where(in_mouth[:, None], self.mouth_boxes[ray_slot].float(), box)
+            inside = inside | in_mouth
         u, v = torch.rand(B, generator=g), torch.rand(B, generator=g)
         xs = torch.where(inside, box[:, 0] + u * (box[:, 2] - box[:, 0]), u * W).floor()
         ys = torch.where(inside, box[:, 1] + v * (box[:, 3] - box[:, 1]), v * H).floor()

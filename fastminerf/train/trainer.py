@@ -131,7 +131,8 @@ class Trainer:
         info.model_index(cast)  # every cast identity is in the model with its frame count (else one line)
         self.frames = CastFrames(self.avatar, cast, cache_meshes=True, gpu_cache_bytes=GPU_VERTEX_CACHE_BYTES)
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
-                                  device=self.device, seed=tc.seed, frames=self.scope.frames)
+                                  device=self.device, seed=tc.seed, frames=self.scope.frames,
+                                  mouth_fraction=cfg.data.mouth_fraction)
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
         lrs = {"grid": tc.lr_grid, "mlp": tc.lr_mlp, "codes": tc.lr_codes}
         groups = [{**g, "lr": lrs[g["name"]]} for g in self.avatar.optimizer_groups(self.scope.frozen)]

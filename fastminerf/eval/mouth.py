@@ -1,0 +1,99 @@
+"""Mouth metrics: PSNR inside the mouth box and a lip-motion correlation.
+
+The *mouth box* of a frame is the bounding box of the ground truth's lips + mouth-interior
+pixels (seg_mask ids 120/130/140, :data:`fastminerf.data.regions.MOUTH_REGIONS`), grown by
+``DILATE`` px on every side and clipped to the image. ``mouth_psnr`` is the PSNR of the
+render against the ground truth inside that box (frames without mouth pixels or without a
+seg_mask are skipped).
+
+The *mouth opening* of an image is the number of pixels in the frame's mouth box that are
+dark (luminance < ``DARK``: the open mouth's interior; a count, not a share, so a frozen
+render stays constant while the box follows the truth) — measured the same way, in the same
+box, on the render and on the ground truth. ``lip_motion`` is the Pearson correlation over
+frames between rendered and true opening; a render whose opening does not vary (a frozen
+mouth) scores 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.regions import MOUTH_REGIONS
+from .metrics import psnr
+
+#: pixels the mouth box is grown by on every side
+DILATE = 3
+#: luminance (0..1) below which a mouth-box pixel counts as open-mouth interior
+DARK = 0.3
+
+
+def mouth_box(seg: np.ndarray | None, dilate: int = DILATE) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) half-open box of the mouth regions of seg [H, W] (region ids), grown by
+    ``dilate`` px; None when the frame has no seg_mask or no mouth pixel."""
+    if seg is None:
+        return None
+    ys, xs = np.nonzero(np.isin(np.asarray(seg), MOUTH_REGIONS))
+    if ys.size == 0:
+        return None
+    H, W = seg.shape[:2]
+    return (max(int(ys.min()) - dilate, 0), min(int(ys.max()) + 1 + dilate, H),
+            max(int(xs.min()) - dilate, 0), min(int(xs.max()) + 1 + dilate, W))
+
+
+def mouth_psnr(pred: torch.Tensor, gt: torch.Tensor, box) -> float | None:
+    """PSNR (dB) of [H, W, 3] images in [0, 1] inside ``box`` (None when box is None)."""
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    return psnr(pred[y0:y1, x0:x1], gt[y0:y1, x0:x1])
+
+
+def mouth_opening(img: torch.Tensor, box) -> float | None:
+    """Number of dark (open-mouth) pixels of [H, W, 3] ``img`` in [0, 1] inside ``box``."""
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    crop = img[y0:y1, x0:x1].float()
+    lum = 0.299 * crop[..., 0] + 0.587 * crop[..., 1] + 0.114 * crop[..., 2]
+    return float((lum < DARK).sum())
+
+
+def lip_motion(rendered, truth) -> float | None:
+    """Pearson correlation of rendered vs true mouth openings over frames (None entries are
+    dropped); 0 when either side does not vary, None with fewer than 3 frames."""
+    pairs = [(r, t) for r, t in zip(rendered, truth) if r is not None and t is not None]
+    if len(pairs) < 3:
+        return None
+    r, t = (np.asarray(v, np.float64) for v in zip(*pairs))
+    if r.std() < 1e-6 or t.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(r, t)[0, 1])
+
+
+class MouthScore:
+    """Accumulates one sequence's mouth numbers (per-frame mouth PSNR, openings)."""
+
+    def __init__(self):
+        self.psnr: list[float] = []
+        self.rendered: list[float | None] = []
+        self.truth: list[float | None] = []
+
+    def add(self, pred: torch.Tensor, gt: torch.Tensor, seg: np.ndarray | None) -> None:
+        """Score one frame: render and ground truth [H, W, 3] in [0, 1], gt region ids [H, W]."""
+        box = mouth_box(seg)
+        if box is None:
+            return
+        self.psnr.append(mouth_psnr(pred, gt, box))
+        self.rendered.append(mouth_opening(pred, box))
+        self.truth.append(mouth_opening(gt, box))
+
+    def result(self) -> dict:
+        """{"mouth_psnr", "lip_motion"} (None each when not measurable)."""
+        return {"mouth_psnr": float(np.mean(self.psnr)) if self.psnr else None,
+                "lip_motion": lip_motion(self.rendered, self.truth)}
+
+
+def mean_of(values) -> float | None:
+    """Mean of the non-None values (None when there is none)."""
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None

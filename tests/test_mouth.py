@@ -1,0 +1,97 @@
+"""Mouth metrics (fastminerf.eval.mouth): a frozen closed mouth scores worse than one that opens."""
+import numpy as np
+import pytest
+import torch
+
+from fastminerf.data.regions import Region
+from fastminerf.eval.mouth import MouthScore, lip_motion, mouth_box
+
+SIZE = 32
+LIP, SKIN, DARK = (0.8, 0.2, 0.25), (0.9, 0.7, 0.6), (0.08, 0.03, 0.03)
+
+
+def _frame(opening: int):
+    """Ground truth of a face whose mouth opens ``opening`` px: (rgb [H, W, 3], seg [H, W])."""
+    rgb = torch.tensor(SKIN).expand(SIZE, SIZE, 3).clone()
+    seg = np.full((SIZE, SIZE), int(Region.SKIN), np.uint8)
+    top, bot = 14, 16 + opening
+    rgb[top - 2 : top, 10:22] = torch.tensor(LIP)
+    seg[top - 2 : top, 10:22] = Region.UPPER_LIP
+    rgb[top:bot, 11:21] = torch.tensor(DARK)
+    seg[top:bot, 11:21] = Region.MOUTH_INTERIOR
+    rgb[bot : bot + 2, 10:22] = torch.tensor(LIP)
+    seg[bot : bot + 2, 10:22] = Region.LOWER_LIP
+    return rgb, seg
+
+
+def test_a_frozen_closed_mouth_scores_worse_on_both_numbers():
+    openings = [0, 3, 6, 1, 5, 2, 7, 0, 4]
+    follows, frozen = MouthScore(), MouthScore()
+    closed, _ = _frame(0)
+    rng = torch.Generator().manual_seed(0)
+    for o in openings:
+        gt, seg = _frame(o)
+        noisy = (gt + 0.01 * torch.randn(gt.shape, generator=rng)).clamp(0, 1)
+        follows.add(noisy, gt, seg)
+        frozen.add(closed, gt, seg)
+    good, bad = follows.result(), frozen.result()
+    assert good["lip_motion"] > 0.95 and bad["lip_motion"] == 0.0
+    assert good["mouth_psnr"] > bad["mouth_psnr"] + 5
+
+
+def test_box_and_edge_cases():
+    _, seg = _frame(3)
+    assert mouth_box(seg) == (12 - 3, 21 + 3, 10 - 3, 22 + 3)
+    assert mouth_box(np.zeros((8, 8), np.uint8)) is None and mouth_box(None) is None
+    assert lip_motion([0.1, 0.2], [0.1, 0.2]) is None
+    assert lip_motion([0.1, None, 0.3, 0.5], [0.2, 0.1, 0.4, 0.6]) == pytest.approx(1.0)
+
+
+def test_lips_only_cast_in_insta_layout_trains_and_reports_mouth_numbers(tmp_path):
+    """``synth --mouth lips-only``: INSTA actors without pocket vertices, same images; eval
+    reports mouth numbers held out and in transfer."""
+    from fastminerf.api import cast_of, load_avatar
+    from fastminerf.cli import main
+    from fastminerf.config import load_config
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.layout import read_identity
+    from fastminerf.eval.evaluate import evaluate_cast
+    from fastminerf.train.trainer import train
+
+    root, ref = tmp_path / "cast", tmp_path / "ref"
+    args = ["synth", "--identities", "2", "--frames", "10", "--size", "48", "--seed", "1", "--workers", "1", "--quiet"]
+    assert main(args + ["--out", str(ref)]) == 0
+    assert main(args + ["--out", str(root), "--mouth", "lips-only"]) == 0
+    cast, pocket = load_cast([root]), read_identity(ref / "id000")
+    d = cast.identities[0]
+    assert d.source == "insta" and (root / "id000" / "flame" / "exp").is_dir()
+    regions = np.load(root / "id000" / "vertex_regions.npy")
+    assert Region.MOUTH_INTERIOR not in regions and Region.UPPER_LIP in regions
+    assert d.n_vertices == pocket.n_vertices - int((pocket.vertex_regions == Region.MOUTH_INTERIOR).sum())
+    assert (d.image(3) == pocket.image(3)).all() and (d.is_train == pocket.is_train).all()
+    assert np.allclose(d.expressions, pocket.expressions, atol=1e-5)
+    small = ["data.rays_per_batch=256", "data.frames_per_batch=8", "train.eval_every=0", "train.save_every=0",
+             "train.max_minutes=null", "render.occupancy_resolution=32", "train.steps=2"]
+    run, _ = train(load_config("tiny_cpu", small), [root], tmp_path / "runs", progress=False)
+    avatar = load_avatar(run, device="cpu")[0].eval()
+    m = evaluate_cast(avatar, cast_of(avatar), "test", None)
+    assert m["mouth_psnr"] is not None and np.isfinite(m["mouth_psnr"])
+    assert all("lip_motion" in r and r["mouth_psnr"] is not None for r in m["per_identity"].values())
+    assert m["transfer_mouth_psnr"] is not None and "transfer_lip_motion" in m
+    assert set(m["transfer_mouth_pairs"]) == set(m["transfer_pairs"])
+
+
+def test_mouth_fraction_draws_rays_inside_the_mouth_box(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.rays import RayBatcher
+
+    assert main(["synth", "--identities", "2", "--frames", "6", "--size", "48", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 0
+    cast = load_cast([tmp_path / "c"])
+    b = RayBatcher(cast, 512, 4, mouth_fraction=1.0)
+    r = b.sample()
+    box = b.mouth_boxes[torch.searchsorted(b.frame_table, r.frame)]
+    x, y = r.xy[:, 0], r.xy[:, 1]
+    assert ((x >= box[:, 0]) & (x < box[:, 2]) & (y >= box[:, 1]) & (y < box[:, 3])).all()
+    assert (box[:, 2] - box[:, 0] < 48).all()
