@@ -28,6 +28,7 @@ from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
 from ..ops.march import march_rays
 from .cast_info import EXPR_STD_FLOOR, CastInfo
+from .cavity import MouthCavity, find_mouth_loop
 from .conditioning import build_conditioning
 from .field import RadianceField, positional_encoding
 from .frames import FrameBatch
@@ -113,6 +114,12 @@ class Avatar(nn.Module):
         self.register_buffer("faces", torch.from_numpy(np.asarray(info.faces, np.int64)))
         regions = np.zeros(len(info.faces), np.uint8) if info.face_regions is None else np.asarray(info.face_regions)
         self.register_buffer("mouth_face", torch.from_numpy(np.isin(regions, MOUTH_REGIONS)))
+        loop = find_mouth_loop(np.asarray(info.canonical), np.asarray(info.faces), info.face_regions) if mc.mouth_cavity else None
+        self.cavity = None if loop is None else MouthCavity(self.canonical, self.faces, loop, mc.mouth_cavity_depth)
+        # the meshes the embedding uses: the tracked ones, plus the cavity when there is one (not saved)
+        self.register_buffer("mouth_face_all", self.mouth_face if self.cavity is None else
+                             self.cavity.face_mask(len(info.faces)) | torch.cat([self.mouth_face, torch.zeros(
+                                 self.cavity.n_faces, dtype=torch.bool)]), persistent=False)
         self.register_buffer("head_aabb", torch.from_numpy(np.asarray(info.head_aabb, np.float32)))
         self.register_buffer("canonical_aabb", torch.from_numpy(np.asarray(info.canonical_aabb, np.float32)))
         self.register_buffer("expr_mean", torch.from_numpy(np.asarray(info.expr_mean, np.float32)))
@@ -167,8 +174,12 @@ class Avatar(nn.Module):
 
     # ---------------------------------------------------------------- geometry
     def mesh_set(self, frames: FrameBatch) -> MeshSet:
+        """The frames' meshes [K, V(+C), 3] (with the mouth cavity when on) and their search structure."""
         search = "cuda" if (self.ops_backend == "cuda" and frames.vertices.is_cuda) else "warp"
-        return MeshSet(frames.vertices, self.faces, frames.keys, search=search)
+        if self.cavity is None:
+            return MeshSet(frames.vertices, self.faces, frames.keys, search=search)
+        keys = None if frames.keys is None else [(k, "cavity") for k in frames.keys]
+        return MeshSet(self.cavity.extend(frames.vertices), self.cavity.faces_all, keys, search=search)
 
     def embed(self, x: torch.Tensor, d: torch.Tensor | None, slots: torch.Tensor, frames: FrameBatch, meshes: MeshSet):
         """Head-space samples → canonical. Returns (keep [S] bool, x_c [S', 3], d_c, face [S'])."""
@@ -181,7 +192,8 @@ class Avatar(nn.Module):
         idx = keep.nonzero().reshape(-1)
         x, slots, face = x[idx], slots[idx], face[idx]
         d = None if d is None else d[idx]
-        x_c, d_c, _ = embed_points_torch(x, d, slots, face, frames.vertices, self.canonical, self.faces, self.mc.height_scale)
+        canonical = self.canonical if self.cavity is None else self.cavity.canonical_all
+        x_c, d_c, _ = embed_points_torch(x, d, slots, face, meshes.vertices, canonical, meshes.faces, self.mc.height_scale)
         if self.mc.far_mode == "rigid":
             rigid = dist[idx] > far
             x_c = torch.where(rigid[:, None], x, x_c)
@@ -213,7 +225,7 @@ class Avatar(nn.Module):
         x01, inside = self.to_unit(x_c)
         rows_d = slots
         if cond.density is not None and self.mc.cond_gate == "mouth":
-            rows_d = torch.where(self.mouth_face[face], slots, torch.full_like(slots, cond.density.shape[0] - 1))
+            rows_d = torch.where(self.mouth_face_all[face], slots, torch.full_like(slots, cond.density.shape[0] - 1))
         if d_c is None:
             sigma, _ = self.field.density(x01, cond.density, rows_d)
             return sigma * inside, None, extra
@@ -378,7 +390,11 @@ class Avatar(nn.Module):
 
     @torch.no_grad()
     def init_occupancy(self, vertices: torch.Tensor) -> None:
-        """Seed the occupancy grid around training meshes (vertices [N, 3], head space)."""
-        self.occupancy.init_from_meshes(vertices.to(self.head_aabb.device), self.far_distance,
+        """Seed the occupancy grid around training meshes: vertices [N, 3] or per-frame meshes
+        [K, V, 3] (head space; these also seed the mouth cavity's cells when it is on)."""
+        vertices = vertices.to(self.head_aabb.device)
+        if vertices.dim() == 3:
+            vertices = (vertices if self.cavity is None else self.cavity.extend(vertices)).reshape(-1, 3)
+        self.occupancy.init_from_meshes(vertices, self.far_distance,
                                         self.rc.occupancy_init_band * self.canonical_diag,
                                         init_density=2 * self.occupancy_sigma_threshold)

@@ -159,7 +159,7 @@ class Trainer:
     def _init_occupancy(self) -> None:
         train = self.cast.frames("train")
         pick = train[np.linspace(0, len(train) - 1, min(len(train), 256)).astype(int)]
-        self.avatar.init_occupancy(torch.from_numpy(self.cast.vertices(pick).reshape(-1, 3)))
+        self.avatar.init_occupancy(torch.from_numpy(self.cast.vertices(pick)))
 
     def sample_frames(self, n: int) -> FrameBatch:
         """FrameBatch of up to ``n`` distinct random frames the run draws rays from."""
