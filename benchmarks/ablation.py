@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: cuda when present")
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench", help="where synthesized casts are kept")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the result files")
-    ap.add_argument("--stem", help="result file stem [ablation-<mode>[-lips-only][-smoke]]")
+    ap.add_argument("--stem", help="result file stem [ablation-<mode>[-<N>x<F>-<S>px when not the mode's cast]"
+                                   "[-lips-only][-smoke]]")
     return ap
 
 
@@ -212,7 +213,10 @@ def resolve_args(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
         ap.error("no CUDA device: the full table needs a GPU; pass --cpu-tiny (or --device cpu to insist)")
     args.custom = {name: (preset, overrides) for name, preset, overrides in args.custom}
     args.variants = list(args.variants) + [v for v in args.custom if v not in args.variants]
-    suffix = ("-lips-only" if args.mouth == "lips-only" else "") + ("-smoke" if args.smoke else "")
+    cast_size = (args.identities, args.frames, args.size)
+    other_cast = args.cast is None and cast_size != tuple(mode[k] for k in ("identities", "frames", "size"))
+    suffix = ("-{}x{}-{}px".format(*cast_size) if other_cast else "") + ("-lips-only" if args.mouth == "lips-only" else "") \
+        + ("-smoke" if args.smoke else "")
     args.stem = args.stem or f"ablation-{args.mode}{suffix}"
     return args
 

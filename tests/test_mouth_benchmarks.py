@@ -50,6 +50,9 @@ def test_mouth_subset_and_custom_variant_resolve():
     cfg = ablation.variant_config("fix", 0, args)
     assert cfg.data.mouth_fraction == 0.25 and cfg.model == ablation.variant_config("M", 0, args).model
     assert ablation.describe("fix", args) == "M + data.mouth_fraction=0.25"
+    four = ablation.resolve_args(ablation.build_parser(), ["--cpu-demo", "--identities", "4", "--frames", "60",
+                                                           "--device", "cpu"])
+    assert four.stem == "ablation-cpu-demo-4x60-128px" and four.variants[0] == "A1"
 
 
 def test_bad_custom_variant_override_is_one_line(capsys):
