@@ -7,9 +7,14 @@ render against the ground truth inside that box (frames without mouth pixels or 
 seg_mask are skipped).
 
 The *mouth opening* of an image is the number of pixels in the frame's mouth box that are
-dark (luminance < ``DARK``: the open mouth's interior; a count, not a share, so a frozen
-render stays constant while the box follows the truth) — measured the same way, in the same
-box, on the render and on the ground truth. ``lip_motion`` is the Pearson correlation over
+dark: luminance below ``DARK_RATIO`` × the median luminance of the box's skin (the pixels
+the ground truth's seg_mask marks as face but not mouth), the open mouth's interior — a
+count, not a share, so a frozen render stays constant while the box follows the truth. It is
+measured the same way, in the same box and against the same pixels' skin, on the render and
+on the ground truth. The threshold is relative because an absolute one counts dark skin: on
+a dark-skinned face the count of an absolute threshold grows with the box (which follows the
+truth's opening), and a frozen closed mouth scored 0.99 on the demo cast. Without a seg_mask
+the absolute ``DARK`` is used. ``lip_motion`` is the Pearson correlation over
 frames between rendered and true opening; a render whose opening does not vary (a frozen
 mouth) scores 0.
 """
@@ -23,8 +28,10 @@ from .metrics import psnr
 
 #: pixels the mouth box is grown by on every side
 DILATE = 3
-#: luminance (0..1) below which a mouth-box pixel counts as open-mouth interior
+#: luminance (0..1) below which a mouth-box pixel counts as open-mouth interior (no seg_mask)
 DARK = 0.3
+#: with a seg_mask: a pixel is open-mouth interior below this share of the box's skin luminance
+DARK_RATIO = 0.5
 
 
 def mouth_box(seg: np.ndarray | None, dilate: int = DILATE) -> tuple[int, int, int, int] | None:
@@ -48,14 +55,23 @@ def mouth_psnr(pred: torch.Tensor, gt: torch.Tensor, box) -> float | None:
     return psnr(pred[y0:y1, x0:x1], gt[y0:y1, x0:x1])
 
 
-def mouth_opening(img: torch.Tensor, box) -> float | None:
-    """Number of dark (open-mouth) pixels of [H, W, 3] ``img`` in [0, 1] inside ``box``."""
+def mouth_opening(img: torch.Tensor, box, seg: np.ndarray | None = None) -> float | None:
+    """Number of dark (open-mouth) pixels of [H, W, 3] ``img`` in [0, 1] inside ``box``:
+    darker than ``DARK_RATIO`` × the median luminance of ``img``'s pixels that the ground
+    truth's region ids ``seg`` [H, W] mark as face but not mouth (absolute ``DARK`` without
+    ``seg`` or without such pixels in the box)."""
     if box is None:
         return None
     y0, y1, x0, x1 = box
     crop = img[y0:y1, x0:x1].float()
     lum = 0.299 * crop[..., 0] + 0.587 * crop[..., 1] + 0.114 * crop[..., 2]
-    return float((lum < DARK).sum())
+    limit = DARK
+    if seg is not None:
+        ids = np.asarray(seg)[y0:y1, x0:x1]
+        skin = torch.from_numpy((ids > 0) & ~np.isin(ids, MOUTH_REGIONS)).to(lum.device)
+        if skin.any():
+            limit = DARK_RATIO * float(lum[skin].median())
+    return float((lum < limit).sum())
 
 
 def lip_motion(rendered, truth) -> float | None:
@@ -84,8 +100,8 @@ class MouthScore:
         if box is None:
             return
         self.psnr.append(mouth_psnr(pred, gt, box))
-        self.rendered.append(mouth_opening(pred, box))
-        self.truth.append(mouth_opening(gt, box))
+        self.rendered.append(mouth_opening(pred, box, seg))
+        self.truth.append(mouth_opening(gt, box, seg))
 
     def result(self) -> dict:
         """{"mouth_psnr", "lip_motion"} (None each when not measurable)."""
