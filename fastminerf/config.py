@@ -136,6 +136,7 @@ class TrainConfig:
     log_every: int = _f(10, "steps between progress-line updates", gt=0)
     seed: int = _f(0, "seed of weights, ray batches and backgrounds", ge=0)
     backend: Backend = _f("auto", "'auto' (cuda if built and a GPU is present, else torch), 'cuda', 'tcnn', 'torch'")
+    mesh_cache_mb: float | None = _f(None, "MB of per-frame mesh BVHs kept between steps (least recently used dropped first; results do not change); None = a quarter of the memory available at start (cgroup limit included), at most 4096", ge=0)
     threads: int | None = _f(None, "torch CPU threads (None = the cores this process may use: affinity, cgroup quota, OMP_NUM_THREADS)", gt=0)
 
 

@@ -50,8 +50,8 @@ def run_demo(out: str | Path, *, minutes: float = 3.0, identities: int = 3, fram
     avatar, cfg = load_avatar(run_dir)
     cast = cast_of(avatar)
     a, b = cast.names[0], cast.names[1 % cast.n_identities]
-    write_video(out / "render.mp4", render_sequence(avatar, cast, a, split="all"), cast.identities[0].fps)
-    write_video(out / "transfer.mp4", render_sequence(avatar, cast, a, expressions_from=b, side_by_side=True), cast.identities[0].fps)
+    write_video(out / "render.mp4", render_sequence(avatar, cast, a, split="all", progress=progress), cast.identities[0].fps)
+    write_video(out / "transfer.mp4", render_sequence(avatar, cast, a, expressions_from=b, side_by_side=True, progress=progress), cast.identities[0].fps)
     write_image(out / "contact_sheet.png", contact_sheet(avatar, cast))
     metrics.update(lpips=None, run=str(run_dir), step=avatar.step, seconds={
         "synthesis": round(t_synth, 1), "training": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)})

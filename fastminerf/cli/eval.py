@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, help="at most this many held-out frames per identity (default: all)")
     p.add_argument("--background", choices=["white", "black"], help="eval background (default: the config's)")
     p.add_argument("--json", dest="json_out", help="write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
@@ -25,7 +26,8 @@ def run(args) -> int:
         output_file(args.json_out)
     avatar, cfg = load_avatar(args.checkpoint)
     cast = cast_of(avatar, args.identities)
-    m = evaluate_cast(avatar, cast, "test", args.frames, args.background or cfg.render.eval_background)
+    m = evaluate_cast(avatar, cast, "test", args.frames, args.background or cfg.render.eval_background,
+                      progress=not args.quiet)
     m["lpips"] = None  # LPIPS needs a downloaded backbone; not available offline
     text = json.dumps(m, indent=1)
     if args.json_out:

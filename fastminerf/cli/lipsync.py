@@ -11,6 +11,7 @@ from ..lipsync.audio import load_audio
 from ..lipsync.checkpoint import load_lipsync
 from ..lipsync.drive import drive_expressions, lipsync_model_path, render_driven, save_expressions
 from ..model.loading import cast_of, load_avatar
+from ..progress import track
 from ..render.video import write_video
 
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--no-render", action="store_true", help="only predict (with --save-expressions): no video")
     p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
@@ -62,6 +64,7 @@ def run(args) -> int:
     if args.no_render:
         return 0
     t0 = time.perf_counter()
-    out = write_video(args.out, render_driven(avatar, cast, seq, args.size), seq.fps, audio=audio.path)
+    frames = track(render_driven(avatar, cast, seq, args.size), seq.n_frames, "lipsync render", "frame", not args.quiet)
+    out = write_video(args.out, frames, seq.fps, audio=audio.path)
     print(f"wrote {out} ({seq.n_frames} frames rendered in {time.perf_counter() - t0:.1f} s, audio muxed)")
     return 0

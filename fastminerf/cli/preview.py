@@ -5,6 +5,7 @@ from ..errors import InputError
 from ..lipsync.checkpoint import load_lipsync
 from ..lipsync.drive import lipsync_model_path
 from ..model.loading import load_avatar
+from ..progress import Progress
 from ..viewer.audio import AudioDriver
 from ..viewer.live import serve_forever
 from ..viewer.sequences import load_expressions_file, sequences_for
@@ -36,6 +37,7 @@ def register(sub) -> None:
                    help="lip-sync model for --audio and uploads (default: lipsync.pt in the run folder, if any)")
     p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
     p.add_argument("--backend", choices=["auto", "cuda", "tcnn", "torch"], help="ops backend (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no start-up progress line")
     p.set_defaults(func=run)
 
 
@@ -49,12 +51,18 @@ def check_server_args(args, prefix: str = "") -> None:
 def run(args) -> int:
     check_server_args(args)
     at_least("--fps", args.fps, 1e-3)
-    avatar, _ = load_avatar(args.checkpoint, backend=args.backend)
-    sequences = sequences_for(avatar.info, args.identities)
-    if args.expressions:
-        sequences.add(load_expressions_file(args.expressions, avatar.info.n_expressions, args.fps))
-    audio = _audio_driver(args, avatar, sequences)
-    server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size, audio=audio).start()
+    with Progress(4, "preview start-up", unit="step", enabled=not args.quiet) as bar:
+        bar.update(0, "loading the checkpoint")
+        avatar, _ = load_avatar(args.checkpoint, backend=args.backend)
+        bar.update(1, "driving sequences")
+        sequences = sequences_for(avatar.info, args.identities)
+        if args.expressions:
+            sequences.add(load_expressions_file(args.expressions, avatar.info.n_expressions, args.fps))
+        bar.update(2, "lip-sync model")
+        audio = _audio_driver(args, avatar, sequences)
+        bar.update(3, "starting the server")
+        server = PreviewServer(avatar, sequences, host=args.host, port=args.port, size=args.size, audio=audio).start()
+        bar.update(4, "ready")
     print(f"preview of {len(avatar.info.names)} identities (step {avatar.step}) at {server.url}  (Ctrl-C to stop)", flush=True)
     serve_forever(server)
     return 0

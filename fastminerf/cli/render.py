@@ -28,6 +28,7 @@ def _add(p, transfer: bool) -> None:
     p.add_argument("--fps", type=float, help="video frame rate (default: the data's)")
     p.add_argument("--identities", nargs="+", metavar="DIR", help="identity folders if they moved since training")
     p.add_argument("--out", required=True, help="output video (.mp4 or .gif)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
@@ -49,7 +50,7 @@ def run(args) -> int:
     cast = cast_of(avatar, args.identities, names=[n for n in (args.identity, args.expressions_from) if n])
     frames = render_sequence(avatar, cast, args.identity, args.expressions_from, split=args.split, size=args.size,
                              side_by_side=args.side_by_side, max_frames=args.max_frames, expressions=expressions,
-                             smooth=args.smooth)
+                             smooth=args.smooth, progress=not args.quiet)
     fps = args.fps or cast.identities[cast.index(args.expressions_from or args.identity)].fps
     print(f"wrote {write_video(args.out, frames, fps)}")
     return 0

@@ -12,18 +12,17 @@ with an optional speaker code.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.live import Live
 
 from ..data.cast import expand_identity_paths, read_any_identity
 from ..data.regions import MOUTH_REGIONS
 from ..errors import InputError
+from ..progress import Progress
 from .audio import load_audio
 from .checkpoint import save_lipsync
 from .features import audio_features, check_kind, feature_dim, frame_energy
@@ -187,7 +186,7 @@ def train_lipsync(identities: list[str | Path], out: str | Path, config: Lipsync
     window = max(2, min(cfg.window, min(int(c.is_train.sum()) for c in clips)))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0))))
-    bar = _Bar(cfg.steps, enabled=progress)
+    bar = Progress(cfg.steps, "lipsync step", enabled=progress)
     net.train()
     loss_ema = None
     val = {}
@@ -210,7 +209,8 @@ def train_lipsync(identities: list[str | Path], out: str | Path, config: Lipsync
                 net.eval()
                 val = heldout_fit(net, clips, cols, jaw, styles)
                 net.train()
-            bar.update(step, loss_ema, val.get("jaw_corr"))
+            jc = val.get("jaw_corr")
+            bar.update(step, f"loss {loss_ema:.4f}" + (f"  held-out jaw r {jc:.3f}" if jc is not None else ""))
     net.eval()
     metrics = {**heldout_fit(net, clips, cols, jaw, styles), "train_seconds": round(time.perf_counter() - t0, 2),
                "feature_seconds": round(feat_s, 2), "steps": cfg.steps, "window": window}
@@ -257,37 +257,3 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or a.std() < 1e-9 or b.std() < 1e-9:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
-
-
-class _Bar:
-    """One live line: step, it/s, loss, held-out jaw correlation, ETA (rich on a terminal,
-    a plain line every ~10 s otherwise)."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled = total, enabled
-        self.live = None
-        self.t0 = self.last = time.perf_counter()
-
-    def __enter__(self):
-        if self.enabled and sys.stdout.isatty():
-            self.live = Live("", refresh_per_second=4, transient=False)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def update(self, step: int, loss: float, jaw_corr: float | None) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        its = step / max(now - self.t0, 1e-9)
-        eta = (self.total - step) / its if its > 0 else 0.0
-        jc = f"  held-out jaw r {jaw_corr:.3f}" if jaw_corr is not None else ""
-        text = f"lipsync step {step:>6}/{self.total}  {its:6.1f} it/s  loss {loss:.4f}{jc}  ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}"
-        if self.live is not None:
-            self.live.update(text)
-        elif now - self.last > 10 or step == self.total:
-            print(text, flush=True)
-            self.last = now

@@ -19,6 +19,7 @@ from ..data.identity import Split
 from ..errors import InputError
 from ..model.avatar import Avatar
 from ..model.frames import frames_from_cast, take
+from ..progress import Progress
 from .smooth import kernel_radius, smooth_frames
 from .transfer import driven_frames, expression_frames
 from .video import to_uint8
@@ -80,7 +81,7 @@ def smoothed_frames(n: int, build, smooth: float = 0.0, chunk: int = 64):
 def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from: str | None = None, *, split: Split = "all",
                     size: int | None = None, background: str | None = None, side_by_side: bool = False,
                     pose_from_driver: bool = True, max_frames: int | None = None,
-                    expressions: np.ndarray | None = None, smooth: float = 0.0):
+                    expressions: np.ndarray | None = None, smooth: float = 0.0, progress: bool = False):
     """Render identity ``identity`` over a sequence; yields [H, W, 3] uint8 frames.
 
     Without a driver the identity's own frames (``split``) are rendered (self-reenactment).
@@ -89,7 +90,7 @@ def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from:
     checkpoint's expression basis; static camera: the identity's first training frame).
     ``smooth`` (frames, 0 = off) Gaussian-smooths the driving sequence over time.
     ``side_by_side`` puts the driving frame left. ``size`` rescales the intrinsics (square
-    output of size × size at the cast's aspect).
+    output of size × size at the cast's aspect). ``progress``: a progress line with ETA.
     """
     if side_by_side and expressions is not None:
         raise InputError(None, "--side-by-side needs a driving video (--expressions-from), not an expression file")
@@ -97,13 +98,15 @@ def render_sequence(avatar: Avatar, cast: Cast, identity: str, expressions_from:
                                     pose_from_driver=pose_from_driver, max_frames=max_frames)
     bg = background_color(background or avatar.rc.eval_background, avatar.canonical.device)
     H, W = cast.height, cast.width
-    for k, (fb, c2h, K) in enumerate(smoothed_frames(n, build, smooth)):
-        img = render_view(avatar, ViewCamera(c2h, K, H, W), int(fb.identity[0]), fb.expression[0], fb.latent[0], size,
-                          vertices=fb.vertices[0], background=bg)
-        if side_by_side:
-            gt = cast.image(src[k])
-            h, w = img.shape[:2]
-            if (h, w) != (H, W):
-                gt = np.asarray(Image.fromarray(gt).resize((w, h), Image.BILINEAR))
-            img = np.concatenate([to_uint8(composite_target(gt, bg.cpu())), img], 1)
-        yield img
+    with Progress(n, "render", unit="frame", enabled=progress) as bar:
+        for k, (fb, c2h, K) in enumerate(smoothed_frames(n, build, smooth)):
+            img = render_view(avatar, ViewCamera(c2h, K, H, W), int(fb.identity[0]), fb.expression[0], fb.latent[0], size,
+                              vertices=fb.vertices[0], background=bg)
+            if side_by_side:
+                gt = cast.image(src[k])
+                h, w = img.shape[:2]
+                if (h, w) != (H, W):
+                    gt = np.asarray(Image.fromarray(gt).resize((w, h), Image.BILINEAR))
+                img = np.concatenate([to_uint8(composite_target(gt, bg.cpu())), img], 1)
+            bar.update(k + 1)
+            yield img

@@ -12,8 +12,8 @@ from pathlib import Path
 from ..config import Config, apply_overrides, load_config
 from ..errors import InputError
 
-#: keys a resumed run may change (they move where it stops or how often it saves)
-SAFE = ("train.steps", "train.max_minutes", "train.save_every")
+#: keys a resumed run may change (they move where it stops, how often it saves, how much it caches)
+SAFE = ("train.steps", "train.max_minutes", "train.save_every", "train.mesh_cache_mb")
 #: keys that do not matter for the comparison (the preset's name)
 IGNORED = ("name",)
 

@@ -33,15 +33,17 @@ from ..data.rays import RayBatcher
 from ..errors import InputError, TrainingDiverged
 from ..eval.evaluate import evaluate_cast
 from ..files import check_folder_path, remove_stale_temps, write_json
+from ..memory import MiB, cap_bytes
 from ..model.avatar import TrainingContext
 from ..model.cast_info import CastInfo
 from ..model.checkpoint import checkpoint_path, clean_checkpoint_folder, load_checkpoint, save_checkpoint
 from ..model.frames import CastFrames, FrameBatch
 from ..model.loading import build_avatar, default_device
 from ..ops.cpu import tune_allocator
+from ..ops.embed import mesh_cache, set_mesh_cache_bytes
+from ..progress import Progress
 from ..render.views import background_color
 from ..threads import usable_cores
-from .progress import Progress
 from .resume import resume_config
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,7 @@ class Trainer:
             raise InputError(resume["path"], f"checkpoint was trained on {', '.join(info.names)}, "
                                              f"got {', '.join(cast.names)} (resume with the same identity folders)")
         self.avatar = build_avatar(cfg, info, self.device)
+        cap_mesh_cache(tc.mesh_cache_mb)
         info.model_index(cast)  # every cast identity is in the model with its frame count (else one line)
         self.frames = CastFrames(self.avatar, cast, cache_meshes=True, gpu_cache_bytes=GPU_VERTEX_CACHE_BYTES)
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
@@ -238,10 +241,11 @@ class Trainer:
     def save(self) -> Path:
         return save_checkpoint(checkpoint_path(self.run_dir, self.step), self.state(), self.cfg.train.keep_checkpoints)
 
-    def evaluate(self, frames_per_identity: int | None) -> dict:
+    def evaluate(self, frames_per_identity: int | None, progress: bool = False) -> dict:
         self.avatar.eval()
         try:
-            return evaluate_cast(self.avatar, self.cast, "test", frames_per_identity, self.cfg.render.eval_background)
+            return evaluate_cast(self.avatar, self.cast, "test", frames_per_identity, self.cfg.render.eval_background,
+                                 progress=progress)
         finally:
             self.avatar.train()
 
@@ -263,14 +267,13 @@ class Trainer:
         start -= self.seconds_before  # a resumed run continues its time budget
         rays = self.cfg.data.rays_per_batch
         last_eval: dict = {}
-        with Progress(tc.steps, enabled=progress) as bar:
+        with Progress(tc.steps, "step", enabled=progress, start=self.step) as bar:
             while self.step < tc.steps:
                 with guard():
                     st = self.train_step()
                     elapsed = time.perf_counter() - start
                     if self.step % tc.log_every == 0 or self.step == tc.steps:
-                        bar.update(self.step, loss=st.loss, psnr=st.psnr, rays_per_s=rays / max(st.seconds, 1e-9),
-                                   samples=st.n_samples, eval_psnr=last_eval.get("psnr"))
+                        bar.update(self.step, step_detail(st, rays, last_eval.get("psnr")))
                     if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
                         last_eval = self.evaluate(tc.eval_frames)
                         self._log_metrics(last_eval, elapsed)
@@ -285,7 +288,7 @@ class Trainer:
             if final_eval:
                 log.info("final evaluation on %s held-out frames per identity (train.final_eval_frames; "
                          "fastminerf eval for all of them)", tc.final_eval_frames or "all")
-            metrics = self.evaluate(tc.final_eval_frames) if final_eval else {}
+            metrics = self.evaluate(tc.final_eval_frames, progress) if final_eval else {}
         metrics.update(step=self.step, train_seconds=round(train_seconds, 2))
         if final_eval:
             self._log_metrics(metrics, train_seconds)
@@ -299,6 +302,26 @@ class Trainer:
     def _log_metrics(self, m: dict, elapsed: float) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, "seconds": round(elapsed, 2), **{k: v for k, v in m.items() if k != "per_identity"}}) + "\n")
+
+
+def step_detail(st: StepStats, rays: int, eval_psnr: float | None) -> str:
+    """The figures of a training step's progress line."""
+    ev = f"  eval {eval_psnr:5.2f} dB" if eval_psnr is not None else ""
+    return (f"{rays / max(st.seconds, 1e-9) / 1e3:7.1f}k rays/s  {st.n_samples / 1e3:6.1f}k samples  "
+            f"loss {st.loss:.4f}  psnr {st.psnr:5.2f} dB{ev}")
+
+
+def cap_mesh_cache(megabytes: float | None) -> int:
+    """Set the BVH cache's cap from ``train.mesh_cache_mb`` (None: the default from available
+    memory) and log it once per value; returns the cap in bytes."""
+    cap = cap_bytes(megabytes)
+    cache = mesh_cache()
+    if cap != getattr(cap_mesh_cache, "announced", None):
+        log.info("cache: BVH ≤ %d MB (train.mesh_cache_mb%s)", round(cap / MiB),
+                 "; default: 1/4 of available memory, ≤ 4096" if megabytes is None else "")
+        cap_mesh_cache.announced = cap
+    set_mesh_cache_bytes(cap)
+    return cache.capacity
 
 
 def run_dir_for(cfg: Config, identity_paths: list, out_root: str | Path = "outputs") -> Path:

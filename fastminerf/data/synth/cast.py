@@ -21,19 +21,17 @@ import multiprocessing as mp
 import os
 import queue as q
 import shutil
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from ... import __version__
 from ...errors import InputError
 from ...files import commit_dir, temp_dir
+from ...progress import Progress
 from ..layout import IdentityWriter, train_count
 from .appearance import Appearance, sample_appearance
 from .audio import write_member_audio
@@ -335,28 +333,16 @@ def synthesize_cast(out: str | Path, n_identities: int, n_frames: int, size: int
 
 
 class _Progress:
-    """Frames done out of ``total``: a rich bar on a terminal, a plain line per 10 % otherwise."""
+    """Frames done out of ``total`` (from this process or the workers' queue) on the shared
+    progress line (:mod:`fastminerf.progress`: stderr, with ETA)."""
 
     def __init__(self, total: int, title: str, enabled: bool = True):
-        self.total, self.done, self.title, self.enabled = total, 0, title, enabled
-        self.t0, self.next_report = time.perf_counter(), 0.1
-        self.rich = None
-        if enabled and sys.stderr.isatty():
-            self.rich = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self.rich.start()
-            self.task = self.rich.add_task(title, total=total)
+        self.done = 0
+        self.bar = Progress(total, title, unit="frame", enabled=enabled).__enter__()
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        if not self.enabled:
-            return
-        if self.rich is not None:
-            self.rich.update(self.task, completed=self.done)
-        elif self.done / self.total >= self.next_report or self.done == self.total:
-            self.next_report = (int(self.done / self.total * 10) + 1) / 10
-            print(f"{self.title}: {self.done}/{self.total} frames ({time.perf_counter() - self.t0:.1f} s)",
-                  file=sys.stderr, flush=True)
+        self.bar.update(self.done)
 
     def drain(self, queue, timeout: float) -> None:
         try:
@@ -368,6 +354,4 @@ class _Progress:
             pass
 
     def close(self) -> None:
-        if self.rich is not None:
-            self.rich.stop()
-            self.rich = None
+        self.bar.__exit__(None, None, None)
