@@ -132,6 +132,7 @@ def test_transfer_from_expression_file(data, tmp_path, capsys):
     out = tmp_path / "t.gif"
     assert main(["transfer", "--checkpoint", str(run), "--identity", "id0", "--expressions", str(path), "--out", str(out)]) == 0
     assert out.stat().st_size > 0
+    capsys.readouterr()  # the render's progress line
     # a checkpoint without an expression basis: one clear line
     state = load_checkpoint(run)
     state["cast"]["expression_basis"] = None
