@@ -387,7 +387,8 @@ def mouth_verdict(rows: list[dict], floor: dict | None) -> str:
             continue
         d = m[k] - b[k]
         noise = (floor or {}).get(k)
-        call = "within the noise floor" if noise is not None and abs(d) <= noise + 1e-9 else ("M ahead" if d > 0 else "baseline ahead")
+        call = ("within the noise floor" if noise is not None and abs(d) <= noise + 1e-9
+                else "equal" if d == 0 else "M ahead" if d > 0 else "baseline ahead")
         parts.append(f"{what} {d:+.3g}{unit} ({call}{'' if noise is None else f', floor {noise:.3g}'})")
     if not parts:
         return ""
@@ -415,8 +416,8 @@ def markdown(env, setup, rows, floor, speed, args, threads_note, loads) -> str:
         table(rows), "",
         "## The mouth", "",
         "`mouth PSNR`: PSNR inside the box of the ground truth's lips + mouth interior (seg_mask ids 120/130/140, "
-        "dilated 3 px); `lip motion`: correlation over frames of the rendered vs true mouth opening (dark pixels in "
-        "that box), per identity (held-out) or per pair (transfer), then averaged; a frozen mouth scores 0. "
+        "dilated 3 px); `lip motion`: correlation over frames of the rendered vs true mouth opening (pixels in that "
+        "box darker than half the median luminance of its skin), per identity (held-out) or per pair (transfer), then averaged; a frozen mouth scores 0. "
         "Whole-image PSNR repeated for reference.", "",
         mouth_table(rows), "",
     ]

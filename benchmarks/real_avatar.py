@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="real_cpu", help="training preset")
     ap.add_argument("--minutes", type=float, help="training budget (default: the preset's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--run", type=Path, help="evaluate this finished training run (folder) instead of training one; "
+                                             "its held-out frames are all evaluated")
     ap.add_argument("--threads", type=threads_arg, default="auto")
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "real", help="identities, run and renders go here")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
     from fastminerf.data.preprocess.pipeline import PreprocessOptions, preprocess_video
     from fastminerf.demo import contact_sheet
     from fastminerf.errors import InputError
+    from fastminerf.eval.evaluate import evaluate_cast
+    from fastminerf.model.checkpoint import latest_checkpoint, load_checkpoint
     from fastminerf.render.video import write_image, write_video
     from fastminerf.train.trainer import train
 
@@ -88,12 +92,20 @@ def main(argv=None) -> int:
         pre[clip] = round(time.perf_counter() - t, 1)
     overrides = list(a.overrides) + ([f"train.max_minutes={a.minutes}"] if a.minutes is not None else [])
     try:
-        cfg = load_config(a.config, overrides)
-        run_dir, metrics = train(cfg, [data / c for c in a.clips], a.work / "runs", progress=True)
+        if a.run is None:
+            cfg = load_config(a.config, overrides)
+            run_dir, metrics = train(cfg, [data / c for c in a.clips], a.work / "runs", progress=True)
+        else:
+            run_dir, metrics = a.run, None
+        avatar, cfg = load_avatar(run_dir)
     except InputError as e:
         return fail(str(e))
-    avatar, cfg = load_avatar(run_dir)
     cast = cast_of(avatar)
+    if metrics is None:  # --run: the held-out evaluation the training run ends with, on every held-out frame
+        state = load_checkpoint(latest_checkpoint(run_dir))
+        metrics = evaluate_cast(avatar, cast, "test", None, cfg.render.eval_background, transfer=False)
+        metrics.update(step=avatar.step, train_seconds=float(state.get("train_seconds", 0.0)))
+        overrides = [f"(--run {run_dir}: trained earlier, evaluated now)"]
     write_image(a.work / "contact_sheet.png", contact_sheet(avatar, cast))
     mouth = {}
     for k, name in enumerate(cast.names):
