@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     steps = json.loads(metrics.read_text()).get("step") if metrics.is_file() else None
     cast = cast_of(avatar)
     q = quality(avatar, cast, cast)
-    res = {"label": a.label, "cast": str(cast_dir), "mouth": a.mouth, "config": a.config, "overrides": a.overrides,
+    res = {"command": " ".join(["python", "benchmarks/mouth.py", *(argv if argv is not None else sys.argv[1:])]), "label": a.label, "cast": str(cast_dir), "mouth": a.mouth, "config": a.config, "overrides": a.overrides,
            "steps": steps, "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
            "load_average_start": load_start, "load_average_end_of_training": load_end, "run": str(run),
            **{k: q[k] for k in KEYS}, "per_identity": q["per_identity"], "environment": environment()}
