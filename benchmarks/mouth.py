@@ -14,9 +14,13 @@ benchmarks/results/mouth_<label>.json) and prints one markdown row.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
@@ -25,6 +29,37 @@ from common import dumps, environment, load_averages, quality, write_atomic  # n
 
 KEYS = ("heldout_psnr", "heldout_mouth_psnr", "heldout_lip_motion", "transfer_psnr", "transfer_mouth_psnr",
         "transfer_lip_motion")
+
+
+@torch.no_grad()
+def mouth_crops(avatar, cast, path: Path, n: int = 8, half: int = 14, zoom: int = 4) -> Path:
+    """PNG of the ``n`` held-out frames with the most open GT mouth (seg 140 pixels), each a
+    (2·half)² crop around the mouth, truth left and render right, zoomed ``zoom``×."""
+    from PIL import Image
+
+    from fastminerf.data.layout import read_seg
+    from fastminerf.model.frames import CastFrames
+    from fastminerf.render.views import background_color, composite_target, render_image
+
+    bg = background_color("white")
+    test = cast.frames("test")
+    segs = {int(f): read_seg(cast.identities[int(cast.frame_identity[f])], int(cast.frame_local[f])) for f in test}
+    order = sorted(test, key=lambda f: -int((segs[int(f)] == 140).sum()))[:n]
+    batches, rows = CastFrames(avatar, cast), []
+    for f in order:
+        out = render_image(avatar, batches.batch(np.array([f]), own_latents=False), torch.from_numpy(cast.cam_to_head[f]),
+                           torch.from_numpy(cast.intrinsics[f]), cast.height, cast.width, bg)
+        gt = composite_target(cast.image(f), bg)
+        ys, xs = np.nonzero(np.isin(segs[int(f)], (120, 130, 140)))
+        cy = int(np.clip((ys.min() + ys.max()) // 2, half, cast.height - half))
+        cx = int(np.clip((xs.min() + xs.max()) // 2, half, cast.width - half))
+        pair = [img[cy - half : cy + half, cx - half : cx + half] for img in (gt, out["rgb"])]
+        rows.append(torch.cat([pair[0], torch.ones(2 * half, 1, 3), pair[1]], 1))
+    sheet = torch.cat([torch.cat([r, torch.ones(1, r.shape[1], 3)], 0) for r in rows], 0)
+    img = (sheet.clamp(0, 1).numpy() * 255).round().astype(np.uint8).repeat(zoom, 0).repeat(zoom, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return path
 
 
 def main(argv=None) -> int:
@@ -37,6 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("--label", default="run")
     p.add_argument("--work", default="/tmp/fastminerf_mouth_runs")
     p.add_argument("--out")
+    p.add_argument("--checkpoint", help="evaluate this run folder or checkpoint instead of training")
+    p.add_argument("--crops", help="write a PNG of mouth crops (truth | render) of the most open held-out frames")
     a = p.parse_args(argv)
 
     from fastminerf.api import cast_of, load_avatar
@@ -52,17 +89,23 @@ def main(argv=None) -> int:
             lips_only_cast(cast_dir)
     cfg = load_config(a.config, [f"train.max_minutes={a.minutes}", "train.eval_every=0", *a.overrides])
     load_start = load_averages()
-    t0 = time.perf_counter()
-    run, _ = train(cfg, [cast_dir], Path(a.work) / a.label, progress=False)
-    train_s = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    run = a.checkpoint or train(cfg, [cast_dir], Path(a.work) / a.label, progress=False)[0]
+    train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    load_end = load_averages()
     avatar = load_avatar(run, device="cpu")[0].eval()
+    metrics = Path(run) / "metrics.json"
+    steps = json.loads(metrics.read_text()).get("step") if metrics.is_file() else None
     cast = cast_of(avatar)
     q = quality(avatar, cast, cast)
-    res = {"label": a.label, "cast": str(cast_dir), "mouth": a.mouth, "config": a.config, "overrides": a.overrides,
-           "train_s": round(train_s, 1), "load_average_start": load_start, "run": str(run),
+    res = {"command": " ".join(["python", "benchmarks/mouth.py", *(argv if argv is not None else sys.argv[1:])]), "label": a.label, "cast": str(cast_dir), "mouth": a.mouth, "config": a.config, "overrides": a.overrides,
+           "steps": steps, "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
+           "load_average_start": load_start, "load_average_end_of_training": load_end, "run": str(run),
            **{k: q[k] for k in KEYS}, "per_identity": q["per_identity"], "environment": environment()}
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"mouth_{a.label}.json"
     write_atomic(out, dumps(res))
+    if a.crops:
+        mouth_crops(avatar, cast, Path(a.crops))
     row = " | ".join(f"{q[k]:.3f}" if isinstance(q[k], float) else str(q[k]) for k in KEYS)
     print(f"| {a.label} | {a.mouth} | {train_s:.0f} s | {row} |")
     return 0

@@ -85,9 +85,10 @@ def geometry(lips, pocket, n_ids: int, far_frac: float) -> dict:
     regions = np.load(lips.identities[0].root / "vertex_regions.npy")
     lip_v = torch.from_numpy(lips.canonical[np.isin(regions, (120, 130))])
     loop = find_mouth_loop(lips.canonical, lips.faces)
-    cav = MouthCavity(torch.from_numpy(lips.canonical), torch.from_numpy(lips.faces.astype(np.int64)), loop, 0.8)
+    cavs = [(f"lips_only+cavity(depth {d})", lips, MouthCavity(torch.from_numpy(lips.canonical),
+             torch.from_numpy(lips.faces.astype(np.int64)), loop, d)) for d in (0.8, 1.2)]
     out = {"interior_points": int(pts.shape[0]), "frames_with_open_mouth": int(np.unique(fr).size), "far_band_m": far}
-    for name, cast, cavity in (("lips_only", lips, None), ("lips_only+cavity", lips, cav), ("pocket", pocket, None)):
+    for name, cast, cavity in (("lips_only", lips, None), *cavs, ("pocket", pocket, None)):
         x_c, dist = carry(pts, fr, cast, cast.canonical, cast.faces, cavity)
         to_lip = torch.cdist(x_c, lip_v).amin(1)
         out[name] = {"dist_to_mesh_mm_median": float(dist.median() * 1e3), "beyond_far_band": float((dist > far).float().mean()),
@@ -115,6 +116,33 @@ def ray_shares(lips, n_ids: int) -> dict:
     return out
 
 
+def sample_shares(avatar, lips, batches) -> dict:
+    """Share of marched (kept) samples on rays inside the GT mouth box, training batches at
+    mouth_fraction 0 (4 batches of 2048 rays), and samples per mouth / other ray."""
+    from fastminerf.data.rays import RayBatcher, mouth_boxes
+
+    b = RayBatcher(lips, 2048, 32, 0.95, seed=1)
+    boxes = torch.from_numpy(mouth_boxes(lips, b.frame_table.numpy(), np.zeros((len(b.frame_table), 4), np.int64)))
+    slot_of = {int(f): k for k, f in enumerate(b.frame_table.tolist())}
+    n = {True: [0, 0], False: [0, 0]}
+    for _ in range(4):
+        rb = b.sample()
+        bx = boxes[torch.tensor([slot_of[int(f)] for f in rb.frame.tolist()])]
+        x, y = rb.xy[:, 0], rb.xy[:, 1]
+        inm = (x >= bx[:, 0]) & (x < bx[:, 2]) & (y >= bx[:, 1]) & (y < bx[:, 3])
+        uniq, slots = rb.frame.unique(return_inverse=True)
+        fb = batches.batch(uniq, own_latents=True)
+        for m in (True, False):
+            sel = inm == m
+            with torch.enable_grad():  # full shading path (no early stop): every marched sample
+                out = avatar.render_rays(rb.origins[sel], rb.directions[sel], slots[sel], fb)
+            n[m][0] += int(out["n_samples"])
+            n[m][1] += int(sel.sum())
+    total = n[True][0] + n[False][0]
+    return {"mouth_ray_share": n[True][1] / (n[True][1] + n[False][1]), "mouth_sample_share": n[True][0] / max(total, 1),
+            "samples_per_mouth_ray": n[True][0] / max(n[True][1], 1), "samples_per_other_ray": n[False][0] / max(n[False][1], 1)}
+
+
 @torch.no_grad()
 def model_checks(run: str, lips, pts, fr, n_ids: int) -> dict:
     from fastminerf.data.layout import read_seg
@@ -131,6 +159,7 @@ def model_checks(run: str, lips, pts, fr, n_ids: int) -> dict:
            "interior_points_in_occupied_cells": float(occ.bitfield.reshape(-1)[cells].float().mean())}
     bg = background_color("white")
     batches = CastFrames(avatar, lips)
+    res["samples"] = sample_shares(avatar, lips, batches)
 
     def score(f, own, mean_expr=False):
         fb = batches.batch(np.array([f]), own_latents=own)

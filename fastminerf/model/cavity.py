@@ -22,8 +22,8 @@ position between the corners, D = ``model.mouth_cavity_depth``. The constants s,
 cup below the lips so no cavity triangle is degenerate even when the frame's lips are closed.
 
 The loop is found from the mesh alone: the boundary loops of the canonical mesh; the one
-with lip regions when the cast has region labels, otherwise the flattest loop (smallest
-height/width: the lip seam). Head space and canonical space are assumed y-up (FLAME, INSTA,
+with lip regions when the cast has region labels, otherwise the lowest flat loop
+(height < width / 2: the lip seam; eye slits sit higher). Head space and canonical space are assumed y-up (FLAME, INSTA,
 our synthetic heads). Meshes with no boundary loop (a mouth pocket) get no cavity.
 """
 from __future__ import annotations
@@ -73,8 +73,8 @@ def find_mouth_loop(canonical: np.ndarray, faces: np.ndarray, face_regions: np.n
     """The ordered inner-lip loop [n] int64 of a lip-seam mesh, or None (no usable loop).
 
     canonical [V, 3], faces [T, 3], face_regions [T] region ids or None. With regions: the
-    loop with most vertices on lip faces; without: the flattest loop of ≥ 6 vertices
-    (height/width of its extent, y-up)."""
+    loop with most vertices on lip faces; without: the lowest flat loop of ≥ 6 vertices
+    (height < width / 2, y-up; eye slits sit higher)."""
     loops = [lp for lp in boundary_loops(np.asarray(faces, np.int64)) if lp.size >= 6]
     if not loops:
         return None
@@ -84,10 +84,9 @@ def find_mouth_loop(canonical: np.ndarray, faces: np.ndarray, face_regions: np.n
         score = [lip_v[lp].mean() for lp in loops]
         best = int(np.argmax(score))
         return loops[best] if score[best] > 0.5 else None
-    ext = [np.ptp(canonical[lp], 0) for lp in loops]
-    flat = [e[1] / max(e[0], 1e-9) for e in ext]
-    best = int(np.argmin(flat))
-    return loops[best] if flat[best] < 0.5 else None
+    flat = [lp for lp in loops if np.ptp(canonical[lp], 0)[1] < 0.5 * max(np.ptp(canonical[lp], 0)[0], 1e-9)]
+    # eye slits are flat too: the mouth is the lowest flat loop (y-up)
+    return min(flat, key=lambda lp: float(canonical[lp, 1].mean())) if flat else None
 
 
 class MouthCavity(nn.Module):
