@@ -37,7 +37,8 @@ if mode == "steps":
     torch.save({"model": {k: v.detach().clone() for k, v in tr.avatar.state_dict().items()},
                 "cast": tr.avatar.info.to_dict()}, out / f"rank{r}.pt")
     (out / f"rank{r}.json").write_text(json.dumps({"names": tr.cast.names, "opened": opened,
-                                                   "bytes_per_step": tr.bytes_per_step}))
+                                                   "bytes_per_step": tr.bytes_per_step,
+                                                   "share": tr.share}))
 else:
     tr.avatar.load_state_dict(torch.load(out / "start.pt"))
     b = torch.load(out / f"batch{r}.pt")

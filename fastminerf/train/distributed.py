@@ -30,6 +30,7 @@ import torch.distributed as dist
 from ..config import Config
 from ..data.cast import expand_identity_paths, load_cast
 from ..errors import FastMinerfError, InputError
+from ..eval.mouth import mean_of
 from ..model.cast_info import EXPR_STD_FLOOR, CastInfo
 from ..model.checkpoint import load_checkpoint
 from ..model.occupancy import OccupancyGrid
@@ -107,6 +108,9 @@ class DistributedTrainer(Trainer):
 
     Attributes:
         rank, world: this process's rank and the number of ranks.
+        share: this rank's weight in the gradient average = its identities ÷ the cast's × ranks
+            (1 when the identities split evenly). One process draws rays identity-uniformly,
+            so a rank holding 2 of 3 identities must count double the one holding 1.
         bytes_per_step: bytes all-reduced per step (gradients + loss, fp32).
         comm_seconds: total time spent in the gradient all-reduce.
     """
@@ -128,6 +132,9 @@ class DistributedTrainer(Trainer):
                 dist.broadcast(t.data, 0)  # identical start (the occupancy grid is merged below)
         merge_occupancy(self.avatar.occupancy)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
+        counts = torch.tensor([float(self.cast.n_identities)], dtype=torch.float64)
+        dist.all_reduce(counts)
+        self.share = rank_share(self.cast.n_identities, int(counts.item()), self.world)
         self.bytes_per_step = 4 * (sum(p.numel() for p in self.params) + 1)
         self.comm_seconds = 0.0
         every = self.avatar.rc.occupancy_update_every
@@ -142,9 +149,12 @@ class DistributedTrainer(Trainer):
             self.callbacks = [refresh_and_merge]
 
     def reduce_gradients(self, loss: torch.Tensor) -> torch.Tensor:
-        """Average all gradients and the loss over the ranks (one flat all_reduce); returns the mean loss."""
+        """Average all gradients and the loss over the ranks, each weighted by :attr:`share` (one
+        flat all_reduce); returns the mean loss."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1)])
+        if self.share != 1.0:
+            flat *= self.share
         t0 = time.perf_counter()
         dist.all_reduce(flat)
         self.comm_seconds += time.perf_counter() - t0
@@ -181,12 +191,22 @@ class DistributedTrainer(Trainer):
         dist.all_gather_object(parts, mine.get("per_identity", {}))
         per = {k: v for p in parts for k, v in p.items()}
         n = np.array([v["n_frames"] for v in per.values()], np.float64)
-        out = {k: float((np.array([v[k] for v in per.values()]) * n).sum() / n.sum()) for k in ("psnr", "ssim", "psnr_masked")}
+        keys = [k for k in ("psnr", "ssim", "psnr_masked", "mouth_psnr")
+                if all(v.get(k) is not None for v in per.values())]
+        out = {k: float((np.array([v[k] for v in per.values()], np.float64) * n).sum() / n.sum()) for k in keys}
+        out["lip_motion"] = mean_of(v.get("lip_motion") for v in per.values())  # per identity, as one process
         return {**out, "n_frames": int(n.sum()), "per_identity": per}
 
     def _log_metrics(self, m: dict, elapsed: float) -> None:
         if self.rank == 0:
             super()._log_metrics(m, elapsed)
+
+
+def rank_share(mine: int, total: int, world: int) -> float:
+    """Gradient weight of a rank holding ``mine`` of ``total`` identities among ``world`` ranks:
+    one process draws rays identity-uniformly, so the weighted mean over ranks must give each
+    identity 1/total of the step (e.g. 3 identities on 2 ranks → 4/3 and 2/3)."""
+    return mine * world / total
 
 
 def rank_threads(cfg: Config) -> int:
