@@ -111,3 +111,23 @@ def test_training_logs_the_cap_and_a_tiny_cap_gives_identical_weights(tmp_path, 
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
     assert np.isfinite(float(next(iter(states[0].values())).float().sum()))
+
+
+def test_memory_benchmark_micro_run(tmp_path):
+    """benchmarks/memory.py end to end on a micro cast: result files, the cap line, RSS samples."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "memory.py"), "--identities", "1", "--frames", "12",
+                        "--subdivisions", "2", "--steps", "20", "--sample-every", "5", "--warmup", "5", "--cap", "1",
+                        "--speed-caps", "0", "--speed-steps", "6", "--work", str(tmp_path), "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode in (0, 1), r.stderr
+    res = json.loads((tmp_path / "memory.json").read_text())["results"]
+    assert res["long"]["cache_line"] == "cache: BVH ≤ 1 MB (train.mesh_cache_mb)"
+    assert [s["step"] for s in res["long"]["samples"]] == [5, 10, 15, 20]
+    assert all(s["cache_mb"] <= 1 for s in res["long"]["samples"]) and res["speed"][0]["samples"][-1]["cached"] == 0
+    assert "RSS over 20 steps" in (tmp_path / "memory.md").read_text()
