@@ -183,10 +183,11 @@ class DistributedTrainer(Trainer):
             return super().save()
         return checkpoint_path(self.run_dir, self.step)
 
-    def evaluate(self, frames_per_identity: int | None) -> dict:
+    def evaluate(self, frames_per_identity: int | None, progress: bool = False) -> dict:
         """Each rank evaluates its identities; the result pools them (frame-weighted), like one process
-        over the whole cast (cross-identity transfer metrics are left out: they need two shards)."""
-        mine = super().evaluate(frames_per_identity)
+        over the whole cast (cross-identity transfer metrics are left out: they need two shards).
+        Only rank 0 shows progress."""
+        mine = super().evaluate(frames_per_identity, progress and self.rank == 0)
         parts: list = [None] * self.world
         dist.all_gather_object(parts, mine.get("per_identity", {}))
         per = {k: v for p in parts for k, v in p.items()}
