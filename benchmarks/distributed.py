@@ -3,7 +3,7 @@
     python benchmarks/distributed.py                    # 1 and 2 ranks, gloo on CPU (nccl on GPUs)
     python benchmarks/distributed.py --ranks 1 2 4 8 --config insta_512_gpu --steps 50
 
-    python benchmarks/distributed.py --quality          # held-out PSNR: 1 process vs 2 ranks, same total rays
+    python benchmarks/distributed.py --quality          # held-out PSNR: 1 process vs 2 ranks, same total rays, seeds 0 and 1
 
 Each rank trains ``--rays`` rays per step (weak scaling: N ranks draw N× the rays of one) on its
 block of a tiny cast (benchmarks/common.make_cast, one identity per rank at least). The run
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fastminerf.config import load_config  # noqa: E402
@@ -90,37 +91,55 @@ def run_cli(args: list[str]) -> None:
 
 
 def quality(args, env: dict) -> int:
-    """1 process × 2R rays vs 2 ranks × R rays on the demo-sized cast; held-out PSNR of each."""
+    """1 process × 2R rays vs 2 ranks × R rays on the demo-sized cast, for each seed in
+    ``--seeds``; held-out PSNR of each, the per-seed Δ and, as the noise reference, the spread
+    of the 1-process runs over the seeds."""
     dev = "gpu" if torch.cuda.is_available() else "cpu"
     common = ["--config", args.config, "--quiet", "--set", f"train.steps={args.quality_steps}",
               "--set", "train.max_minutes=null", "--set", "train.save_every=0", "--set", "train.eval_every=0",
               "--set", "train.final_eval_frames=null"]
     rows = []
+    fpb = load_config(args.config).data.frames_per_batch
     with tempfile.TemporaryDirectory() as tmp:
         cast = Path(args.cast) if args.cast else Path(tmp) / "cast"
         if not args.cast:
             run_cli(["synth", "--identities", "3", "--frames", "40", "--size", "128", "--out", str(cast), "--quiet"])
         ids = [str(p) for p in sorted(cast.iterdir()) if (p / "transforms_train.json").exists()]
-        for ranks in (1, 2):
-            out = Path(tmp) / f"n{ranks}"
-            extra = ["--set", f"data.rays_per_batch={2 * args.rays // ranks}"]
-            if ranks > 1:
-                extra += ["--nproc", str(ranks)]
-            t0 = time.perf_counter()
-            run_cli(["train", "--identities", *ids, *common, *extra, "--out", str(out)])
-            m = json.loads(next(out.rglob("metrics.json")).read_text())
-            rows.append({"ranks": ranks, "rays_per_rank": 2 * args.rays // ranks, "steps": m["step"],
-                         "heldout_psnr": round(m["psnr"], 3), "heldout_mouth_psnr": round(m.get("mouth_psnr", float("nan")), 3),
-                         "wall_s": round(time.perf_counter() - t0, 1)})
-    delta = rows[1]["heldout_psnr"] - rows[0]["heldout_psnr"]
+        for seed in args.seeds:
+            for ranks in (1, 2):
+                out = Path(tmp) / f"s{seed}n{ranks}"
+                # same total rays AND frames per step: both settings are per rank
+                extra = ["--set", f"data.rays_per_batch={2 * args.rays // ranks}", "--set", f"train.seed={seed}",
+                         "--set", f"data.frames_per_batch={fpb // ranks}"]
+                if ranks > 1:
+                    extra += ["--nproc", str(ranks)]
+                t0 = time.perf_counter()
+                run_cli(["train", "--identities", *ids, *common, *extra, "--out", str(out)])
+                m = json.loads(next(out.rglob("metrics.json")).read_text())
+                rows.append({"seed": seed, "ranks": ranks, "rays_per_rank": 2 * args.rays // ranks, "steps": m["step"],
+                             "heldout_psnr": round(m["psnr"], 3),
+                             "heldout_mouth_psnr": round(m.get("mouth_psnr", float("nan")), 3),
+                             "wall_s": round(time.perf_counter() - t0, 1)})
+    one = {r["seed"]: r["heldout_psnr"] for r in rows if r["ranks"] == 1}
+    two = {r["seed"]: r["heldout_psnr"] for r in rows if r["ranks"] == 2}
+    deltas = {s: round(two[s] - one[s], 3) for s in args.seeds}
+    mean_delta = float(np.mean(list(deltas.values())))
+    mean_one, mean_two = float(np.mean(list(one.values()))), float(np.mean(list(two.values())))
+    spread = float(max(one.values()) - min(one.values())) if len(one) > 1 else None
     env["load_average_after"] = list(os.getloadavg())
-    cols = ["ranks", "rays_per_rank", "steps", "heldout_psnr", "heldout_mouth_psnr", "wall_s"]
+    cols = ["seed", "ranks", "rays_per_rank", "steps", "heldout_psnr", "heldout_mouth_psnr", "wall_s"]
+    noise = (f" The 1-process runs alone differ by {spread:.3f} dB between seeds (the noise floor of one run)."
+             if spread is not None else "")
     md = (f"# Data-parallel quality: 1 process vs 2 ranks ({dev})\n\n`{env['command']}` on {env['device']}, "
           f"load average {env['load_average']} before, {env['load_average_after']} after. Cast: "
           f"`fastminerf synth --identities 3 --frames 40 --size 128` (demo size), config {args.config}, "
-          f"same seed, same total rays per step, held-out PSNR over all test frames.\n\n"
-          + md_table(rows, cols) + f"\n\nΔ (2 ranks − 1 process) = {delta:+.3f} dB (issue 15: within ±0.3 dB).\n")
-    write_results(RESULTS, f"distributed-quality-{dev}", {"environment": env, "rows": rows, "delta_db": delta}, md)
+          f"same seed for both runs of a pair, same total rays and frames per step, {args.quality_steps} steps, held-out PSNR over all test frames.\n\n"
+          + md_table(rows, cols)
+          + "\n\nΔ (2 ranks − 1 process) per seed: " + ", ".join(f"seed {s}: {d:+.3f} dB" for s, d in deltas.items())
+          + f"; mean over seeds {mean_one:.3f} (1 process) vs {mean_two:.3f} (2 ranks), Δ {mean_delta:+.3f} dB "
+          f"(issue 15: within ±0.3 dB).{noise}\n")
+    write_results(RESULTS, f"distributed-quality-{dev}", {"environment": env, "rows": rows, "delta_db": deltas,
+                                                          "mean_delta_db": mean_delta, "seed_spread_1proc_db": spread}, md)
     print(md)
     return 0
 
@@ -135,6 +154,7 @@ def main() -> int:
     p.add_argument("--cast", help="cast folder (default: a tiny one, max(ranks) identities)")
     p.add_argument("--quality", action="store_true", help="held-out PSNR of 1 process vs 2 ranks (demo-sized cast)")
     p.add_argument("--quality-steps", type=int, default=500, help="training steps of each --quality run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--quality: one 1-process/2-rank pair per seed")
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -31,6 +31,7 @@ from ..config import Config
 from ..data.cast import expand_identity_paths, load_cast
 from ..errors import FastMinerfError, InputError
 from ..eval.mouth import mean_of
+from ..model.avatar import TrainingContext
 from ..model.cast_info import EXPR_STD_FLOOR, CastInfo
 from ..model.checkpoint import load_checkpoint
 from ..model.occupancy import OccupancyGrid
@@ -141,7 +142,16 @@ class DistributedTrainer(Trainer):
         if self.callbacks:
             inner = list(self.callbacks)
 
+            shared = torch.Generator()
+
             def refresh_and_merge(ctx):
+                # every rank refreshes the SAME cells (a generator seeded from (seed, step), equal
+                # on all ranks), each through its own frames, then the cell-wise max: exactly one
+                # process's max(old·decay, σ) over all identities. With per-rank cells the max
+                # would restore the stale, undecayed value another rank kept, and cells once
+                # occupied would never empty.
+                shared.manual_seed(1_000_003 * (self.cfg.train.seed + 1) + ctx.step)
+                ctx = TrainingContext(ctx.step, shared, ctx.sample_frames)
                 for cb in inner:
                     cb(ctx)
                 if OccupancyGrid.due(ctx.step, every):
