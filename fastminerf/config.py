@@ -34,6 +34,7 @@ Precision = Literal["fp32", "fp16"]
 MlpPrecision = Literal["fp32", "bf16"]
 CondGate = Literal["none", "mouth"]
 FarMode = Literal["cutoff", "rigid", "none"]
+CanonicalMouth = Literal["neutral", "open"]
 HeightScale = Literal["none", "area"]
 TrainBackground = Literal["random", "white", "black"]
 Background = Literal["white", "black"]
@@ -91,6 +92,7 @@ class ModelConfig:
     residual_offset: bool = _f(False, "learn a small canonical offset Δx from [PE(x_c), M(e,i)] for what the mesh cannot express")
     residual_max: float = _f(0.02, "largest |Δx|, as a fraction of the canonical bounding-box diagonal", gt=0)
     residual_weight: float = _f(1e-2, "penalty weight on mean |Δx|² (relative to residual_max²)", ge=0)
+    canonical_mouth: CanonicalMouth = _f("neutral", "canonical mesh's mouth: 'neutral' (the cast's canonical.obj) or 'open' (opened like a wide-open training frame, so the gap of an open mouth is not carried into the opposite lip; needs lip regions, else neutral)")
     mouth_cavity: bool = _f(False, "close a lip-seam mesh's mouth hole with a virtual cavity cup hung from the inner-lip loop, so open-mouth samples get their own canonical home (model/cavity.py); no-op for meshes with a mouth pocket")
     mouth_cavity_depth: float = _f(1.2, "depth of the virtual mouth cavity, as a fraction of the mouth width", gt=0, le=3)
     aabb_margin: float = _f(0.12, "box around the meshes (head and canonical space), as a fraction of its size", ge=0)
@@ -124,6 +126,8 @@ class TrainConfig:
     adam_eps: float = _f(1e-15, "Adam epsilon (hash grids want it tiny)", gt=0)
     loss: Loss = _f("l2", "photometric loss: 'l2' (MI-NeRF) or 'huber' (INSTA)")
     huber_delta: float = _f(0.1, "Huber threshold", gt=0)
+    mouth_weight: float = _f(1.0, "photometric-loss weight of rays inside the ground truth's mouth box (seg_mask lips + interior, grown by 3 px): the mouth is ~4 % of the rays and low-contrast against skin, so it is learnt last; 1 = off", ge=1)
+    lip_surface_weight: float = _f(0.0, "weight of the lip-surface prior: the mean, over rays whose first hit on the tracked mesh is a lip triangle, of the rendered weight more than 1.5 march steps in front of that hit (nothing real lies between the camera and the lips; without it a skin-coloured shell forms in front of the mouth); 0 = off", ge=0)
     latent_reg: float = _f(0.01, "weight of ||l|| (MI-NeRF: 0.01)", ge=0)
     identity_reg: float = _f(1e-4, "weight of ||i|| (MI-NeRF: 1e-4)", ge=0)
     alpha_weight: float = _f(0.0, "weight of an L2 loss between rendered opacity and the mask", ge=0)

@@ -95,3 +95,89 @@ def test_mouth_fraction_draws_rays_inside_the_mouth_box(tmp_path):
     x, y = r.xy[:, 0], r.xy[:, 1]
     assert ((x >= box[:, 0]) & (x < box[:, 2]) & (y >= box[:, 1]) & (y < box[:, 3])).all()
     assert (box[:, 2] - box[:, 0] < 48).all()
+
+
+def test_mouth_weight_marks_mouth_rays_and_weights_their_error(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.rays import RayBatcher
+    from fastminerf.model.losses import photometric
+
+    assert main(["synth", "--identities", "2", "--frames", "6", "--size", "48", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 0
+    cast = load_cast([tmp_path / "c"])
+    plain, marked = RayBatcher(cast, 2048, 4, seed=3), RayBatcher(cast, 2048, 4, seed=3, mark_mouth=True)
+    a, b = plain.sample(), marked.sample()
+    assert torch.equal(a.xy, b.xy) and torch.equal(a.frame, b.frame)  # marking draws nothing extra
+    assert not a.in_mouth.any()
+    box = marked.mouth_boxes[torch.searchsorted(marked.frame_table, b.frame)]
+    x, y = b.xy[:, 0], b.xy[:, 1]
+    inside = (x >= box[:, 0]) & (x < box[:, 2]) & (y >= box[:, 1]) & (y < box[:, 3])
+    assert torch.equal(b.in_mouth, inside) and 0 < int(b.in_mouth.sum()) < 2048 // 4
+    pred, target = torch.zeros(4, 3), torch.ones(4, 3)
+    w = torch.tensor([1.0, 1.0, 10.0, 10.0])
+    assert photometric(pred, target, weight=w).item() == pytest.approx(3 * (1 + 1 + 10 + 10) / 4)
+    assert photometric(pred, target, weight=torch.ones(4)).item() == photometric(pred, target).item()
+
+
+def test_lip_surface_prior_finds_lip_rays_and_adds_its_loss(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.config import load_config
+    from fastminerf.data.cast import load_cast
+    from fastminerf.data.layout import read_seg
+    from fastminerf.train.trainer import Trainer
+
+    assert main(["synth", "--identities", "2", "--frames", "6", "--size", "48", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 0
+    cast = load_cast([tmp_path / "c" / "id000", tmp_path / "c" / "id001"])
+    cfg = load_config("tiny_cpu", ["data.rays_per_batch=256", "data.frames_per_batch=4", "data.mouth_fraction=1.0",
+                                   "render.occupancy_resolution=32", "train.lip_surface_weight=1.0"])
+    tr = Trainer(cfg, cast, tmp_path / "run", device="cpu")
+    batch = tr.batcher.sample()
+    frames, slots = torch.unique(batch.frame, return_inverse=True)
+    fb = tr.frames.batch(frames)
+    out = tr.avatar.render_rays(batch.origins, batch.directions, slots, fb, None, lip_prior=True)
+    seg = np.stack([read_seg(cast.identities[int(cast.frame_identity[f])], int(cast.frame_local[f])) for f in batch.frame])
+    on_lips = torch.from_numpy(np.isin(seg[np.arange(len(seg)), batch.xy[:, 1], batch.xy[:, 0]], (120, 130)))
+    assert on_lips.sum() > 20
+    agree = (out["lip_ray"] == on_lips).float().mean()
+    assert agree > 0.85, agree  # the tracked lips are where the image shows them (pixel-edge rays may differ)
+    assert ((out["lip_front"] >= 0) & (out["lip_front"] <= out["opacity"] + 1e-5)).all()
+    assert (out["lip_front"][~out["lip_ray"]] == 0).all()
+    terms = tr.avatar.loss_terms(out, torch.zeros(len(batch), 3), batch.rgba[:, 3], fb, cfg.train)
+    assert "lip_surface" in terms and torch.isfinite(terms["lip_surface"])
+    assert tr.train_step().loss > 0
+
+
+def test_open_canonical_mouth_separates_the_lips_and_keeps_the_eyes(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.config import load_config
+    from fastminerf.data.cast import load_cast
+    from fastminerf.model.cast_info import CastInfo, open_mouth_offset
+    from fastminerf.model.loading import build_avatar
+
+    assert main(["synth", "--identities", "2", "--frames", "40", "--size", "32", "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 0
+    cast = load_cast([tmp_path / "c" / "id000", tmp_path / "c" / "id001"])
+    info = CastInfo.from_cast(cast)
+    assert info.mouth_open is not None and info.mouth_open.shape == cast.canonical.shape and info.mouth_open_amount > 0
+    vr = cast.vertex_regions
+    lower, upper = vr == 120, vr == 130
+
+    def gap(v):
+        return float(np.linalg.norm(v[lower].mean(0) - v[upper].mean(0)))
+
+    opened = cast.canonical + info.mouth_open
+    assert gap(opened) - gap(cast.canonical) == pytest.approx(info.mouth_open_amount, rel=0.35)
+    eyes = np.isin(vr, (210,))
+    assert np.abs(info.mouth_open[eyes]).max() < 0.2 * np.abs(info.mouth_open).max()
+    lo, hi = info.canonical_aabb[:3], info.canonical_aabb[3:]
+    assert ((opened >= lo) & (opened <= hi)).all()
+    # the model uses it only when asked; without lip regions there is nothing to open
+    av_open = build_avatar(load_config("tiny_cpu", ["model.canonical_mouth=open"]), info, "cpu")
+    av_neutral = build_avatar(load_config("tiny_cpu", ["model.canonical_mouth=neutral"]), info, "cpu")
+    assert np.allclose(av_open.canonical.numpy(), opened) and np.allclose(av_neutral.canonical.numpy(), cast.canonical)
+    assert open_mouth_offset(cast.vertices(cast.frames("train")), cast.canonical[None], cast.canonical, None) == (None, 0.0)
+    # checkpoints carry it as plain tensors
+    back = CastInfo.from_dict(info.to_dict())
+    assert np.array_equal(back.mouth_open, info.mouth_open) and back.mouth_open_amount == info.mouth_open_amount

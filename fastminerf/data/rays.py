@@ -103,6 +103,8 @@ class RayBatch:
         identity: [B] int64 identity index. frame: [B] int64 global frame index.
         rgba: [B, 4] float32 target colour and alpha in [0, 1].
         xy: [B, 2] int64 pixel column, row.
+        in_mouth: [B] bool, the pixel lies in its frame's ground-truth mouth box (all False
+            when the batcher has no mouth boxes: ``mouth_fraction`` 0 and ``mouth_boxes`` off).
     """
 
     origins: torch.Tensor
@@ -111,6 +113,7 @@ class RayBatch:
     frame: torch.Tensor
     rgba: torch.Tensor
     xy: torch.Tensor
+    in_mouth: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]
@@ -126,6 +129,8 @@ class RayBatcher:
             uniformly over them. Bounds per-step work that scales with frames (meshes).
         inside_fraction: share of rays inside the projected head box (MI-NeRF: 0.95).
         mouth_fraction: share of rays drawn inside the ground truth's mouth box (0 = off).
+        mark_mouth: compute the mouth boxes even when ``mouth_fraction`` is 0, so every
+            batch says which rays fall in them (``RayBatch.in_mouth``; the mouth loss weight).
         split: "train" (default) or "test" / "all".
         device: where returned tensors live.
         seed: seed of the batcher's own generator (its state is saved in checkpoints).
@@ -136,7 +141,7 @@ class RayBatcher:
 
     def __init__(self, cast: Cast, rays_per_batch: int, frames_per_batch: int = 64, inside_fraction: float = 0.95, *,
                  split: str = "train", device: str | torch.device = "cpu", seed: int = 0, frames: np.ndarray | None = None,
-                 mouth_fraction: float = 0.0):
+                 mouth_fraction: float = 0.0, mark_mouth: bool = False):
         self.cast, self.B = cast, int(rays_per_batch)
         self.frames_per_batch = max(1, min(int(frames_per_batch), self.B))
         self.inside, self.mouth = float(inside_fraction), float(mouth_fraction)
@@ -157,7 +162,9 @@ class RayBatcher:
         self.frame_table = torch.from_numpy(np.concatenate(frames))
         self.boxes = torch.from_numpy(head_boxes(cast, self.frame_table.numpy()))  # per entry of frame_table
         self.mouth_boxes = (torch.from_numpy(mouth_boxes(cast, self.frame_table.numpy(), self.boxes.numpy()))
-                            if self.mouth > 0 else None)
+                            if self.mouth > 0 or mark_mouth else None)
+        # frames whose seg_mask shows a mouth (the others' "mouth box" is the head box)
+        self.has_mouth = None if self.mouth_boxes is None else (self.mouth_boxes != self.boxes).any(-1)
         self.c2h = torch.from_numpy(cast.cam_to_head)
         self.intrinsics = torch.from_numpy(cast.intrinsics)
 
@@ -175,7 +182,7 @@ class RayBatcher:
         ray_slot = slot[torch.randint(n_frames, (B,), generator=g)]
         box = self.boxes[ray_slot].float()  # [B, 4]
         inside = torch.rand(B, generator=g) < self.inside
-        if self.mouth_boxes is not None:
+        if self.mouth_boxes is not None and self.mouth > 0:
             in_mouth = torch.rand(B, generator=g) < self.mouth
             box = torch.where(in_mouth[:, None], self.mouth_boxes[ray_slot].float(), box)
             inside = inside | in_mouth
@@ -192,7 +199,12 @@ class RayBatcher:
             ys[bad] = (torch.rand(n, generator=g) * H).floor()
         xs, ys = xs.long().clamp_(0, W - 1), ys.long().clamp_(0, H - 1)
         frame = self.frame_table[ray_slot]
+        if self.mouth_boxes is not None:
+            mb = self.mouth_boxes[ray_slot]
+            in_box = self.has_mouth[ray_slot] & (xs >= mb[:, 0]) & (xs < mb[:, 2]) & (ys >= mb[:, 1]) & (ys < mb[:, 3])
+        else:
+            in_box = torch.zeros(B, dtype=torch.bool)
         rgba = torch.from_numpy(self.cast.pixels(frame.numpy(), ys.numpy(), xs.numpy())).float() / 255.0
         o, d = pixel_rays(self.c2h[frame], self.intrinsics[frame], xs.float(), ys.float())
         dev = self.device
-        return RayBatch(o.to(dev), d.to(dev), torch.from_numpy(self.cast.frame_identity)[frame].to(dev), frame.to(dev), rgba.to(dev), torch.stack([xs, ys], -1).to(dev))
+        return RayBatch(o.to(dev), d.to(dev), torch.from_numpy(self.cast.frame_identity)[frame].to(dev), frame.to(dev), rgba.to(dev), torch.stack([xs, ys], -1).to(dev), in_box.to(dev))

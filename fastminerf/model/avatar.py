@@ -32,6 +32,7 @@ from .cavity import MouthCavity, find_mouth_loop
 from .conditioning import build_conditioning
 from .field import RadianceField, positional_encoding
 from .frames import FrameBatch
+from .lips import LIP_PRIOR_STEPS, lip_face_mask, lip_front
 from .losses import code_norms, photometric
 from .occupancy import OccupancyGrid
 
@@ -110,16 +111,21 @@ class Avatar(nn.Module):
             self.residual = nn.Sequential(nn.Linear(3 + 6 * 4 + cm, 64), nn.ReLU(), nn.Linear(64, 3))
             nn.init.zeros_(self.residual[-1].weight)
             nn.init.zeros_(self.residual[-1].bias)
-        self.register_buffer("canonical", torch.from_numpy(np.asarray(info.canonical, np.float32)))
+        canonical = np.asarray(info.canonical, np.float32)
+        if mc.canonical_mouth == "open" and info.mouth_open is not None:
+            canonical = canonical + np.asarray(info.mouth_open, np.float32)
+        self.register_buffer("canonical", torch.from_numpy(canonical))
         self.register_buffer("faces", torch.from_numpy(np.asarray(info.faces, np.int64)))
         regions = np.zeros(len(info.faces), np.uint8) if info.face_regions is None else np.asarray(info.face_regions)
         self.register_buffer("mouth_face", torch.from_numpy(np.isin(regions, MOUTH_REGIONS)))
-        loop = find_mouth_loop(np.asarray(info.canonical), np.asarray(info.faces), info.face_regions) if mc.mouth_cavity else None
+        loop = find_mouth_loop(canonical, np.asarray(info.faces), info.face_regions) if mc.mouth_cavity else None
         self.cavity = None if loop is None else MouthCavity(self.canonical, self.faces, loop, mc.mouth_cavity_depth)
         # the meshes the embedding uses: the tracked ones, plus the cavity when there is one (not saved)
         self.register_buffer("mouth_face_all", self.mouth_face if self.cavity is None else
                              self.cavity.face_mask(len(info.faces)) | torch.cat([self.mouth_face, torch.zeros(
                                  self.cavity.n_faces, dtype=torch.bool)]), persistent=False)
+        self.register_buffer("lip_face_all", lip_face_mask(info, regions, None if self.cavity is None else self.cavity.n_faces),
+                             persistent=False)
         self.register_buffer("head_aabb", torch.from_numpy(np.asarray(info.head_aabb, np.float32)))
         self.register_buffer("canonical_aabb", torch.from_numpy(np.asarray(info.canonical_aabb, np.float32)))
         self.register_buffer("expr_mean", torch.from_numpy(np.asarray(info.expr_mean, np.float32)))
@@ -245,12 +251,13 @@ class Avatar(nn.Module):
 
     # ---------------------------------------------------------------- rays
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, slots: torch.Tensor, frames: FrameBatch,
-                    background: torch.Tensor | None = None) -> dict:
+                    background: torch.Tensor | None = None, lip_prior: bool = False) -> dict:
         """Render rays.
 
         Args:
             origins, dirs: [R, 3] head-space rays. slots: [R] frame of each ray (index into frames).
             frames: the K frames. background: [R, 3], [3] or None (black).
+            lip_prior: also return ``lip_ray`` [R] and ``lip_front`` [R] (:func:`.lips.lip_front`).
         Returns:
             dict: rgb [R, 3], opacity [R], depth [R], n_samples (int), and per-sample extras
             for losses (``offset_sq`` when the residual offset is on).
@@ -259,10 +266,12 @@ class Avatar(nn.Module):
         cond = self.condition(frames)
         meshes = self.mesh_set(frames)
         ray_idx, t0, t1 = march_rays(origins, dirs, self.head_aabb, self.occupancy.bitfield, self.dt, backend=self.ops_backend)
+        t_hit = None
+        if (lip_prior or (self.rc.mesh_depth_cut and self.far_distance is not None)) and ray_idx.numel():
+            t_hit = meshes.first_hit(origins, dirs, slots)
         if self.rc.mesh_depth_cut and self.far_distance is not None and ray_idx.numel():
             # mesh-guided early termination: nothing is visible deeper than the far band
             # behind the first hit of the ray on its frame's (closed) head mesh
-            t_hit = meshes.first_hit(origins, dirs, slots)
             front = t0 <= t_hit[ray_idx] + self.far_distance
             ray_idx, t0, t1 = ray_idx[front], t0[front], t1[front]
 
@@ -280,6 +289,9 @@ class Avatar(nn.Module):
             out = composite(sigma, rgb, a, b, r, R, background, backend=self.ops_backend)
             out["n_samples"] = int(r.numel())
             out.update(extra)
+            if lip_prior:
+                out.update(lip_front(origins, dirs, slots, meshes, t_hit, r, 0.5 * (a + b), out["weights"],
+                                     self.lip_face_all, LIP_PRIOR_STEPS * self.dt))
             return out
         return self._render_early_stop(ray_idx, R, shade, background)
 
@@ -348,17 +360,23 @@ class Avatar(nn.Module):
         return out
 
     def loss_terms(self, out: dict, target_rgb: torch.Tensor, target_alpha: torch.Tensor, frames: FrameBatch,
-                   tc: TrainConfig) -> dict[str, torch.Tensor]:
+                   tc: TrainConfig, in_mouth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The weighted loss terms of one step (their sum is the loss).
 
         Args:
             out: :meth:`render_rays` output. target_rgb: [R, 3] on the step's background.
             target_alpha: [R] ground-truth alpha. frames: the step's frames. tc: weights.
+            in_mouth: optional [R] bool, rays inside the ground truth's mouth box (their
+                photometric error is weighted by ``train.mouth_weight``).
         Returns:
             {"photometric", "identity"} always; "latent" with latent codes, "alpha" with
-            ``train.alpha_weight`` > 0, "offset" with the residual offset.
+            ``train.alpha_weight`` > 0, "offset" with the residual offset, "lip_surface" with
+            ``train.lip_surface_weight`` > 0 (when :meth:`render_rays` ran with ``lip_prior``).
         """
-        terms = {"photometric": photometric(out["rgb"], target_rgb, tc.loss, tc.huber_delta)}
+        weight = None
+        if in_mouth is not None and tc.mouth_weight != 1.0:
+            weight = 1.0 + (tc.mouth_weight - 1.0) * in_mouth.to(target_rgb.dtype)
+        terms = {"photometric": photometric(out["rgb"], target_rgb, tc.loss, tc.huber_delta, weight)}
         if tc.alpha_weight > 0:
             terms["alpha"] = tc.alpha_weight * (out["opacity"] - target_alpha).pow(2).mean()
         if self.latent_dim > 0:
@@ -366,6 +384,8 @@ class Avatar(nn.Module):
         terms["identity"] = tc.identity_reg * code_norms(self.identity_codes(frames.identity))
         if "offset_sq" in out and out["offset_sq"].numel():
             terms["offset"] = self.mc.residual_weight * out["offset_sq"].mean()
+        if tc.lip_surface_weight > 0 and "lip_front" in out:
+            terms["lip_surface"] = tc.lip_surface_weight * out["lip_front"].sum() / out["lip_ray"].sum().clamp_min(1)
         return terms
 
     def training_callbacks(self, refresh_occupancy: bool = True) -> list[Callable[[TrainingContext], None]]:

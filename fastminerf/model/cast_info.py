@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
+from ..data.regions import Region
 from ..errors import InputError
+from .cavity import face_labels, find_mouth_loop, lip_vertex_labels
 
 #: smallest expression std used for standardising; a coefficient at the floor did not vary in
 #: training, so the network learned nothing about it and the avatar zeroes it
@@ -33,6 +35,10 @@ class CastInfo:
         expression_basis: optional [E, V, 3] (drives a mesh from expression sliders).
         identity_canonicals: optional [N, V, 3] each identity's neutral mesh (a mesh for any
             identity and expression without the dataset: canonical_i + Σ e_k basis_k).
+        mouth_open: optional [V, 3] offset that opens the canonical mouth (``model.canonical_mouth``
+            'open'; :func:`open_mouth_offset`), None without lips (regions or a lip-seam loop)
+            or open-mouth frames.
+        mouth_open_amount: how far it opens the lips (head units; merging ranks keeps the widest).
     """
 
     names: list[str]
@@ -48,6 +54,8 @@ class CastInfo:
     expr_std: np.ndarray
     expression_basis: np.ndarray | None = field(default=None)
     identity_canonicals: np.ndarray | None = field(default=None)
+    mouth_open: np.ndarray | None = field(default=None)
+    mouth_open_amount: float = 0.0
 
     @property
     def n_expressions(self) -> int:
@@ -88,12 +96,12 @@ class CastInfo:
         train = cast.frames("train")
         pick = train[np.linspace(0, len(train) - 1, min(len(train), max_frames)).astype(int)]
         v = cast.vertices(pick).reshape(-1, 3)
-        regions = None
-        if cast.vertex_regions is not None:
-            r = cast.vertex_regions[cast.faces]
-            regions = np.where(r[:, 1] == r[:, 2], r[:, 1], r[:, 0]).astype(np.uint8)
+        regions = None if cast.vertex_regions is None else face_labels(cast.vertex_regions, cast.faces)
         e = cast.expressions[train]
         basis = next((d.expression_basis for d in cast.identities if d.expression_basis is not None), None)
+        idc = np.stack([d.canonical for d in cast.identities]).astype(np.float32)
+        opened, amount = open_mouth_offset(cast.vertices(pick), idc[cast.frame_identity[pick]], cast.canonical,
+                                           lip_labels(cast.canonical, cast.faces, cast.vertex_regions))
         return CastInfo(
             names=cast.names,
             frames_per_identity=[d.n_frames for d in cast.identities],
@@ -103,11 +111,13 @@ class CastInfo:
             faces=cast.faces,
             face_regions=regions,
             head_aabb=_box(v, margin),
-            canonical_aabb=_box(cast.canonical, margin),
+            canonical_aabb=canonical_box(cast.canonical, opened, margin),
             expr_mean=e.mean(0).astype(np.float32),
             expr_std=np.maximum(e.std(0), EXPR_STD_FLOOR).astype(np.float32),
             expression_basis=None if basis is None else np.asarray(basis)[: cast.n_expressions],
-            identity_canonicals=np.stack([d.canonical for d in cast.identities]).astype(np.float32),
+            identity_canonicals=idc,
+            mouth_open=opened,
+            mouth_open_amount=amount,
         )
 
     def to_dict(self) -> dict:
@@ -121,6 +131,73 @@ class CastInfo:
         """Inverse of :meth:`to_dict` (also reads checkpoints of 0.1.0, which held numpy arrays)."""
         known = {f.name for f in fields(CastInfo)}
         return CastInfo(**{k: v.numpy() if torch.is_tensor(v) else v for k, v in d.items() if k in known})
+
+
+#: the canonical mouth is opened as wide as this quantile of the training frames' openings
+OPEN_QUANTILE = 0.9
+
+
+def open_mouth_offset(vertices: np.ndarray, own_canonical: np.ndarray, canonical: np.ndarray,
+                      vertex_regions: np.ndarray | None) -> tuple[np.ndarray | None, float]:
+    """An offset [V, 3] that opens the canonical mesh's mouth like a wide-open training frame.
+
+    With a closed-mouth canonical mesh the upper and lower lips touch, so a point in the gap of
+    an open mouth (nearest triangle: a lip's inner rim, offset along its normal) is carried
+    *into the opposite lip* in canonical space — the gap's "empty" and the lips' "opaque red"
+    fight over the same canonical points and the lips never become opaque (measured on the demo
+    cast: σ ≈ 0.1–0.7 at the lips' surface vs ≈ 100 on skin; the renders show skin where the lips
+    are). Opening the canonical mouth (as IMavatar and PointAvatar do) gives the gap its own room.
+
+    Args:
+        vertices: [P, V, 3] training meshes (head space). own_canonical: [P, V, 3] each frame's
+            identity's neutral mesh. canonical: [V, 3] the cast's canonical mesh.
+            vertex_regions: [V] region ids or None.
+    Returns:
+        (offset [V, 3] float32 or None, opening in head units). The offset is the expression
+        displacement of the frame at the OPEN_QUANTILE of lip-centroid separation, faded out
+        with the distance from the lips (Gaussian, σ = 1.5 × mouth width) so eyes and brows keep
+        their neutral shape. None without lip regions or when no frame opens the mouth.
+    """
+    if vertex_regions is None:
+        return None, 0.0
+    lower = np.asarray(vertex_regions) == int(Region.LOWER_LIP)
+    upper = np.asarray(vertex_regions) == int(Region.UPPER_LIP)
+    if not lower.any() or not upper.any() or len(vertices) == 0:
+        return None, 0.0
+
+    def gap(v):  # [..., V, 3] → [...] lip-centroid separation
+        return np.linalg.norm(v[..., lower, :].mean(-2) - v[..., upper, :].mean(-2), axis=-1)
+
+    opening = gap(vertices) - gap(own_canonical)
+    lips = canonical[lower | upper]
+    width = float((lips.max(0) - lips.min(0)).max())
+    k = int(np.argsort(opening)[min(len(opening) - 1, int(OPEN_QUANTILE * len(opening)))])
+    amount = float(opening[k])
+    if not np.isfinite(amount) or amount < 0.05 * width:
+        return None, 0.0
+    d2 = np.full(canonical.shape[0], np.inf)
+    for s in range(0, canonical.shape[0], 4096):
+        c = canonical[s : s + 4096]
+        d2[s : s + 4096] = ((c[:, None, :] - lips[None]) ** 2).sum(-1).min(1)
+    fade = np.exp(-d2 / (1.5 * width) ** 2)
+    return (fade[:, None] * (vertices[k] - own_canonical[k])).astype(np.float32), amount
+
+
+def lip_labels(canonical: np.ndarray, faces: np.ndarray, vertex_regions: np.ndarray | None) -> np.ndarray | None:
+    """Per-vertex region ids [V] that mark the lips: the cast's own when they have lips, else
+    derived from the lip-seam loop of a region-less mesh (FLAME/INSTA, ``synth --mouth
+    lips-only``; :func:`~fastminerf.model.cavity.lip_vertex_labels`), else None."""
+    lips = (int(Region.UPPER_LIP), int(Region.LOWER_LIP))
+    if vertex_regions is not None and np.isin(vertex_regions, lips).any():
+        return np.asarray(vertex_regions)
+    loop = find_mouth_loop(np.asarray(canonical), np.asarray(faces), None)
+    return None if loop is None else lip_vertex_labels(canonical, loop)
+
+
+def canonical_box(canonical: np.ndarray, mouth_open: np.ndarray | None, margin: float) -> np.ndarray:
+    """[6] box around the canonical mesh, neutral and opened, margin included."""
+    pts = canonical if mouth_open is None else np.concatenate([canonical, canonical + mouth_open])
+    return _box(pts, margin)
 
 
 def _box(points: np.ndarray, margin: float) -> np.ndarray:

@@ -89,6 +89,35 @@ def find_mouth_loop(canonical: np.ndarray, faces: np.ndarray, face_regions: np.n
     return min(flat, key=lambda lp: float(canonical[lp, 1].mean())) if flat else None
 
 
+#: lip band of a region-less mesh: vertices within this fraction of the mouth width of the loop
+LIP_BAND = 0.2
+
+
+def lip_vertex_labels(canonical: np.ndarray, loop: np.ndarray, band: float = LIP_BAND) -> np.ndarray:
+    """Lip labels [V] uint8 for a mesh without region ids, from its inner-lip loop [n]:
+    UPPER_LIP / LOWER_LIP for vertices within ``band`` × mouth width of the loop, above / below
+    the loop's centroid (y-up), 0 elsewhere. (A closed neutral loop is flat, so the centroid's
+    height splits the lips.)"""
+    c = np.asarray(canonical, np.float64)
+    lp = c[np.asarray(loop)]
+    width = float(np.ptp(lp[:, 0]))
+    d2 = np.full(c.shape[0], np.inf)
+    for s in range(0, c.shape[0], 4096):
+        d2[s : s + 4096] = ((c[s : s + 4096, None, :] - lp[None]) ** 2).sum(-1).min(1)
+    near = d2 <= (band * width) ** 2
+    out = np.zeros(c.shape[0], np.uint8)
+    up = c[:, 1] >= lp[:, 1].mean()
+    out[near & up] = int(Region.UPPER_LIP)
+    out[near & ~up] = int(Region.LOWER_LIP)
+    return out
+
+
+def face_labels(vertex_labels: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per-face labels [T] from per-vertex ones: the label two of its vertices share, else the first's."""
+    r = np.asarray(vertex_labels)[np.asarray(faces)]
+    return np.where(r[:, 1] == r[:, 2], r[:, 1], r[:, 0]).astype(np.uint8)
+
+
 class MouthCavity(nn.Module):
     """Adds the cavity cup to meshes (see the module docstring). No parameters; the buffers
     are derived from the canonical mesh and not saved, so checkpoints are unchanged.

@@ -6,14 +6,18 @@ import torch
 import torch.nn.functional as F
 
 
-def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delta: float = 0.1) -> torch.Tensor:
+def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delta: float = 0.1,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over rays of the squared error summed over RGB ("l2") or a Huber loss ("huber").
-    pred, target: [R, 3] → scalar."""
+    pred, target: [R, 3]; weight: optional [R] per-ray weights (mean of weight × error, so
+    rays of weight 1 keep their gradient) → scalar."""
     if kind == "l2":
-        return (pred - target).pow(2).sum(-1).mean()
-    if kind == "huber":
-        return F.huber_loss(pred, target, delta=delta, reduction="none").sum(-1).mean()
-    raise ValueError(f"loss must be 'l2' or 'huber', got {kind!r}")
+        err = (pred - target).pow(2).sum(-1)
+    elif kind == "huber":
+        err = F.huber_loss(pred, target, delta=delta, reduction="none").sum(-1)
+    else:
+        raise ValueError(f"loss must be 'l2' or 'huber', got {kind!r}")
+    return (err if weight is None else err * weight).mean()
 
 
 def code_norms(codes: torch.Tensor) -> torch.Tensor:

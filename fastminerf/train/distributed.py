@@ -32,7 +32,7 @@ from ..data.cast import expand_identity_paths, load_cast
 from ..errors import FastMinerfError, InputError
 from ..eval.mouth import mean_of
 from ..model.avatar import TrainingContext
-from ..model.cast_info import EXPR_STD_FLOOR, CastInfo
+from ..model.cast_info import EXPR_STD_FLOOR, CastInfo, canonical_box
 from ..model.checkpoint import load_checkpoint
 from ..model.occupancy import OccupancyGrid
 from ..ops.cpu import tune_allocator
@@ -82,16 +82,16 @@ def merge_infos(parts: list[CastInfo], margin: float, train_counts: list[int]) -
     var = np.stack([p.expr_std for p in parts]).astype(np.float64) ** 2
     mean = (n * mu).sum(0) / n.sum()
     std = np.sqrt(np.maximum((n * (var + mu**2)).sum(0) / n.sum() - mean**2, 0))
-    cpad = margin * (canonical.max(0) - canonical.min(0)).max()
+    widest = max(parts, key=lambda p: p.mouth_open_amount)
     return CastInfo(
         names=[x for p in parts for x in p.names], frames_per_identity=[x for p in parts for x in p.frames_per_identity],
         identity_roots=[x for p in parts for x in p.identity_roots], expression_names=first.expression_names,
         canonical=canonical, faces=first.faces, face_regions=first.face_regions,
         head_aabb=np.concatenate([lo - pad, hi + pad]).astype(np.float32),
-        canonical_aabb=np.concatenate([canonical.min(0) - cpad, canonical.max(0) + cpad]).astype(np.float32),
+        canonical_aabb=canonical_box(canonical, widest.mouth_open, margin),
         expr_mean=mean.astype(np.float32), expr_std=np.maximum(std, EXPR_STD_FLOOR).astype(np.float32),
         expression_basis=next((p.expression_basis for p in parts if p.expression_basis is not None), None),
-        identity_canonicals=ident)
+        identity_canonicals=ident, mouth_open=widest.mouth_open, mouth_open_amount=widest.mouth_open_amount)
 
 
 def merge_occupancy(occ: OccupancyGrid) -> None:

@@ -135,7 +135,7 @@ class Trainer:
         self.frames = CastFrames(self.avatar, cast, cache_meshes=True, gpu_cache_bytes=GPU_VERTEX_CACHE_BYTES)
         self.batcher = RayBatcher(cast, cfg.data.rays_per_batch, cfg.data.frames_per_batch, cfg.data.inside_fraction,
                                   device=self.device, seed=tc.seed, frames=self.scope.frames,
-                                  mouth_fraction=cfg.data.mouth_fraction)
+                                  mouth_fraction=cfg.data.mouth_fraction, mark_mouth=tc.mouth_weight != 1.0)
         self.gen = torch.Generator().manual_seed(tc.seed + 1)  # backgrounds and occupancy refreshes
         lrs = {"grid": tc.lr_grid, "mlp": tc.lr_mlp, "codes": tc.lr_codes}
         groups = [{**g, "lr": lrs[g["name"]]} for g in self.avatar.optimizer_groups(self.scope.frozen)]
@@ -190,10 +190,10 @@ class Trainer:
         if tc.expression_dropout > 0:
             fb.expression = self.drop_expressions(fb.expression, tc.expression_dropout)
         bg = self.background(len(batch))
-        out = self.avatar.render_rays(batch.origins, batch.directions, slots, fb, bg)
+        out = self.avatar.render_rays(batch.origins, batch.directions, slots, fb, bg, lip_prior=tc.lip_surface_weight > 0)
         alpha = batch.rgba[:, 3:]
         target = batch.rgba[:, :3] * alpha + bg * (1 - alpha)
-        loss = sum(self.avatar.loss_terms(out, target, alpha[:, 0], fb, tc).values())
+        loss = sum(self.avatar.loss_terms(out, target, alpha[:, 0], fb, tc, batch.in_mouth).values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self._finite_update(loss):
