@@ -181,3 +181,25 @@ def test_open_canonical_mouth_separates_the_lips_and_keeps_the_eyes(tmp_path):
     # checkpoints carry it as plain tensors
     back = CastInfo.from_dict(info.to_dict())
     assert np.array_equal(back.mouth_open, info.mouth_open) and back.mouth_open_amount == info.mouth_open_amount
+
+
+def test_lips_of_a_region_less_lip_seam_mesh_are_found_from_the_seam(tmp_path):
+    from fastminerf.cli import main
+    from fastminerf.config import load_config
+    from fastminerf.data.cast import load_cast
+    from fastminerf.model.cast_info import CastInfo
+    from fastminerf.model.loading import build_avatar
+
+    assert main(["synth", "--identities", "2", "--frames", "40", "--size", "32", "--workers", "1", "--quiet",
+                 "--mouth", "lips-only", "--out", str(tmp_path / "c")]) == 0
+    roots = sorted(p for p in (tmp_path / "c").iterdir() if p.is_dir())
+    cast = load_cast(roots)
+    assert cast.vertex_regions is None  # INSTA layout: no region ids, like FLAME
+    truth = np.load(roots[0] / "vertex_regions.npy")  # what synth knew (not read by the loader)
+    info = CastInfo.from_cast(cast)
+    assert info.mouth_open is not None  # the seam gave the lips, the frames the opening
+    av = build_avatar(load_config("tiny_cpu"), info, "cpu")
+    lip_faces = av.lip_face_all[: len(info.faces)].numpy()
+    true_lip = np.isin(truth[np.asarray(info.faces)], (120, 130)).sum(1) >= 2
+    assert (lip_faces & true_lip).sum() >= 0.8 * true_lip.sum()  # finds the lips...
+    assert (lip_faces & ~true_lip).sum() <= 0.5 * true_lip.sum()  # ...and not much else
