@@ -92,7 +92,7 @@ class ModelConfig:
     residual_offset: bool = _f(False, "learn a small canonical offset Δx from [PE(x_c), M(e,i)] for what the mesh cannot express")
     residual_max: float = _f(0.02, "largest |Δx|, as a fraction of the canonical bounding-box diagonal", gt=0)
     residual_weight: float = _f(1e-2, "penalty weight on mean |Δx|² (relative to residual_max²)", ge=0)
-    canonical_mouth: CanonicalMouth = _f("neutral", "canonical mesh's mouth: 'neutral' (the cast's canonical.obj) or 'open' (opened like a wide-open training frame, so the gap of an open mouth is not carried into the opposite lip; needs lip regions, else neutral)")
+    canonical_mouth: CanonicalMouth = _f("neutral", "canonical mesh's mouth: 'neutral' (the cast's canonical.obj) or 'open' (opened like a wide-open training frame, so the gap of an open mouth is not carried into the opposite lip; the lips come from the cast's region ids or its lip seam, else it stays neutral)")
     mouth_cavity: bool = _f(False, "close a lip-seam mesh's mouth hole with a virtual cavity cup hung from the inner-lip loop, so open-mouth samples get their own canonical home (model/cavity.py); no-op for meshes with a mouth pocket")
     mouth_cavity_depth: float = _f(1.2, "depth of the virtual mouth cavity, as a fraction of the mouth width", gt=0, le=3)
     aabb_margin: float = _f(0.12, "box around the meshes (head and canonical space), as a fraction of its size", ge=0)

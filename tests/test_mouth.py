@@ -177,7 +177,9 @@ def test_open_canonical_mouth_separates_the_lips_and_keeps_the_eyes(tmp_path):
     av_open = build_avatar(load_config("tiny_cpu", ["model.canonical_mouth=open"]), info, "cpu")
     av_neutral = build_avatar(load_config("tiny_cpu", ["model.canonical_mouth=neutral"]), info, "cpu")
     assert np.allclose(av_open.canonical.numpy(), opened) and np.allclose(av_neutral.canonical.numpy(), cast.canonical)
-    assert open_mouth_offset(cast.vertices(cast.frames("train")), cast.canonical[None], cast.canonical, None) == (None, 0.0)
+    train = cast.frames("train")
+    assert open_mouth_offset(cast.vertices(train), np.zeros(len(train), np.int64), cast.canonical[None], cast.canonical,
+                             None) == (None, 0.0)
     # checkpoints carry it as plain tensors
     back = CastInfo.from_dict(info.to_dict())
     assert np.array_equal(back.mouth_open, info.mouth_open) and back.mouth_open_amount == info.mouth_open_amount

@@ -104,7 +104,7 @@ class RayBatch:
         rgba: [B, 4] float32 target colour and alpha in [0, 1].
         xy: [B, 2] int64 pixel column, row.
         in_mouth: [B] bool, the pixel lies in its frame's ground-truth mouth box (all False
-            when the batcher has no mouth boxes: ``mouth_fraction`` 0 and ``mouth_boxes`` off).
+            when the batcher has no mouth boxes: ``mouth_fraction`` 0 and ``mark_mouth`` off).
     """
 
     origins: torch.Tensor

@@ -101,14 +101,19 @@ def lip_vertex_labels(canonical: np.ndarray, loop: np.ndarray, band: float = LIP
     c = np.asarray(canonical, np.float64)
     lp = c[np.asarray(loop)]
     width = float(np.ptp(lp[:, 0]))
-    d2 = np.full(c.shape[0], np.inf)
-    for s in range(0, c.shape[0], 4096):
-        d2[s : s + 4096] = ((c[s : s + 4096, None, :] - lp[None]) ** 2).sum(-1).min(1)
-    near = d2 <= (band * width) ** 2
+    near = nearest_sq_distance(c, lp) <= (band * width) ** 2
     out = np.zeros(c.shape[0], np.uint8)
     up = c[:, 1] >= lp[:, 1].mean()
     out[near & up] = int(Region.UPPER_LIP)
     out[near & ~up] = int(Region.LOWER_LIP)
+    return out
+
+
+def nearest_sq_distance(points: np.ndarray, targets: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """[N] squared distance from each of points [N, 3] to the nearest of targets [M, 3] (chunked)."""
+    out = np.empty(points.shape[0])
+    for s in range(0, points.shape[0], chunk):
+        out[s : s + chunk] = ((points[s : s + chunk, None, :] - targets[None]) ** 2).sum(-1).min(1)
     return out
 
 
