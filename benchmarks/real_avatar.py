@@ -127,7 +127,8 @@ def main(argv=None) -> int:
              f"identity's mean latent code on {cfg.render.eval_background}; masked = only where the head matte is.", "",
              "Mouth: `mouth_psnr` = PSNR inside the ground truth's mouth box (seg_mask lips + mouth interior, "
              "ids 120/130/140 from preprocessing, dilated 3 px); `lip_motion` = correlation over the held-out frames of "
-             "the dark-pixel mouth opening in that box, render vs truth; `landmark lip motion` = the same correlation "
+             "the pixel mouth opening (truth's mouth-region pixels unlike every face colour of the box), render vs "
+             "truth; `landmark lip motion` = the same correlation "
              "for MediaPipe's inner-lip gap / mouth width on render vs frame (— without the `preprocess` extra), "
              "`opening err.` its mean absolute difference.", "",
              "| identity | frames | held-out PSNR | SSIM | masked PSNR | mouth box frames | mouth PSNR | lip motion "

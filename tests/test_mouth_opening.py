@@ -1,6 +1,7 @@
-"""The mouth opening is measured against the skin around it: on a dark-skinned face a frozen
-closed mouth must not score a high lip motion because its mouth box grows with the truth's
-opening (issue 13; the absolute threshold scored 0.99 on the demo cast)."""
+"""The mouth opening is measured against the face's own colours: on a dark-skinned face a
+frozen closed mouth must not score a high lip motion because its mouth box grows with the
+truth's opening (issue 13; an absolute dark threshold scored 0.99 on the demo cast), and dark
+stripes on the skin are not an open mouth while white teeth are."""
 import numpy as np
 import torch
 
@@ -40,3 +41,18 @@ def test_dark_skin_is_not_counted_as_mouth_interior():
     box = mouth_box(seg)
     assert mouth_opening(gt, box, seg) == 5 * 16  # only the interior rows
     assert mouth_opening(gt, box) > 5 * 16  # the absolute threshold (no seg_mask) also counts the skin
+
+
+def test_teeth_count_as_open_and_dark_stripes_on_the_skin_do_not():
+    gt, seg = _dark_frame(4)
+    stripes = torch.tensor((0.35, 0.25, 0.02))  # yellow-brown stripes, like id001 of the 4×60 cast
+    gt[::3] = torch.where(torch.from_numpy(seg[::3] == int(Region.SKIN))[..., None], stripes, gt[::3])
+    teeth = torch.from_numpy(seg == int(Region.MOUTH_INTERIOR)) & (torch.arange(SIZE)[:, None] < 20)
+    gt[teeth] = torch.tensor((0.95, 0.95, 0.9))
+    box = mouth_box(seg)
+    assert mouth_opening(gt, box, seg) == 5 * 16  # teeth + dark interior, not the stripes
+    skin_only = gt.clone()
+    skin_only[torch.from_numpy(np.isin(seg, (120, 130, 140)))] = torch.tensor(SKIN)
+    assert mouth_opening(skin_only, box, seg, gt) == 0  # a render with skin over the mouth: closed
+    noisy = (gt + 0.02 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert mouth_opening(noisy, box, seg, gt) == 5 * 16  # measured against the truth's colours
