@@ -67,12 +67,13 @@ def identity_rows(cast, identity: int) -> dict:
         return {}
     area = [float((s == int(Region.MOUTH_INTERIOR)).sum()) for s in segs.values()]
     closed = min(segs, key=lambda f: (segs[f] == int(Region.MOUTH_INTERIOR)).sum())
+    truth = [measures(imgs[f], imgs[f], segs[f]) for f in segs]
+    frozen = [measures(imgs[closed], imgs[f], segs[f]) for f in segs]
     row = {"frames": len(segs)}
     for name in ("now", "before"):
-        truth = [measures(imgs[f], imgs[f], segs[f])[name] for f in segs]
-        frozen = [measures(imgs[closed], imgs[f], segs[f])[name] for f in segs]
-        row[f"valid_{name}"] = lip_motion(truth, area)
-        row[f"frozen_{name}"] = lip_motion(frozen, truth)
+        t = [m[name] for m in truth]
+        row[f"valid_{name}"] = lip_motion(t, area)
+        row[f"frozen_{name}"] = lip_motion([m[name] for m in frozen], t)
     return row
 
 
