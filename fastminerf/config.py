@@ -94,6 +94,7 @@ class ModelConfig:
     residual_weight: float = _f(1e-2, "penalty weight on mean |Δx|² (relative to residual_max²)", ge=0)
     canonical_mouth: CanonicalMouth = _f("neutral", "canonical mesh's mouth: 'neutral' (the cast's canonical.obj) or 'open' (opened like a wide-open training frame, so the gap of an open mouth is not carried into the opposite lip; the lips come from the cast's region ids or its lip seam, else it stays neutral)")
     mouth_cavity: bool = _f(False, "close a lip-seam mesh's mouth hole with a virtual cavity cup hung from the inner-lip loop, so open-mouth samples get their own canonical home (model/cavity.py); no-op for meshes with a mouth pocket")
+    cavity_levels: int | None = _f(None, "samples whose nearest triangle is a mouth_cavity triangle read only the coarsest N grid levels, so the open mouth's interior is not memorised frame by frame (model/cavity.py CavityLevels); None = all", gt=0)
     mouth_cavity_depth: float = _f(1.2, "depth of the virtual mouth cavity, as a fraction of the mouth width", gt=0, le=3)
     aabb_margin: float = _f(0.12, "box around the meshes (head and canonical space), as a fraction of its size", ge=0)
 
@@ -138,6 +139,7 @@ class TrainConfig:
     save_every: int = _f(2000, "steps between checkpoints (the last step is always saved)", ge=0)
     keep_checkpoints: int = _f(3, "checkpoints kept in the run (oldest removed)", gt=0)
     log_every: int = _f(10, "steps between progress-line updates", gt=0)
+    dropout_keeps_mouth: bool = _f(False, "samples of the virtual mouth cavity (model.mouth_cavity) keep their frame's own expression code when expression dropout replaces it: the rest of the face reads the expression from the mesh, the open mouth's interior (teeth, the gap), which a lip-seam mesh does not carry, from e")
     seed: int = _f(0, "seed of weights, ray batches and backgrounds", ge=0)
     backend: Backend = _f("auto", "'auto' (cuda if built and a GPU is present, else torch), 'cuda', 'tcnn', 'torch'")
     mesh_cache_mb: float | None = _f(None, "MB of per-frame mesh BVHs kept between steps (least recently used dropped first; results do not change); None = a quarter of the memory available at start (cgroup limit included), at most 4096", ge=0)

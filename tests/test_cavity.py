@@ -1,5 +1,6 @@
 """The virtual mouth cavity (fastminerf.model.cavity): open-mouth points get their own canonical home."""
 import numpy as np
+import pytest
 import torch
 
 from fastminerf.config import Config, load_config
@@ -74,7 +75,7 @@ def test_open_mouth_points_get_a_cavity_home_away_from_the_lips():
         assert area.min() > 1e-7
 
 
-def _avatar(mouth_cavity: bool):
+def _avatar(mouth_cavity: bool, *extra: str):
     v, f, opened = _slit_head()
     E = 3
     lo, hi = v.min(0).values.numpy(), v.max(0).values.numpy()
@@ -82,7 +83,7 @@ def _avatar(mouth_cavity: bool):
     info = CastInfo(names=["a"], frames_per_identity=[2], identity_roots=["a"], expression_names=["e"] * E,
                     canonical=v.numpy(), faces=f.numpy(), face_regions=None, head_aabb=box, canonical_aabb=box,
                     expr_mean=np.zeros(E, np.float32), expr_std=np.ones(E, np.float32))
-    cfg = load_config("tiny_cpu", [f"model.mouth_cavity={str(mouth_cavity).lower()}", "model.far_distance=0.06"])
+    cfg = load_config("tiny_cpu", [f"model.mouth_cavity={str(mouth_cavity).lower()}", "model.far_distance=0.06", *extra])
     torch.manual_seed(0)
     return Avatar(cfg.model, cfg.render, info), opened
 
@@ -111,3 +112,56 @@ def test_cavity_samples_train_the_field_and_old_checkpoints_load():
     d = Config().to_dict()
     del d["model"]["mouth_cavity"], d["model"]["mouth_cavity_depth"]
     assert Config.from_dict(d).model.mouth_cavity is False
+
+
+def test_cavity_levels_keep_cavity_samples_off_the_fine_levels():
+    avatar, opened = _avatar(True, "model.cavity_levels=3")
+    F = avatar.field.grid.spec.n_features
+    frames = FrameBatch(vertices=opened[None], expression=torch.zeros(1, 3), identity=torch.zeros(1, dtype=torch.long),
+                        latent=torch.zeros(1, avatar.latent_dim))
+    c = opened[avatar.cavity.loop].mean(0)
+    pts = torch.stack([c + torch.tensor([0.0, 0.0, -0.03]), torch.tensor([0.0, 0.099, 0.0])])  # cavity, crown
+    slots = torch.zeros(2, dtype=torch.long)
+    keep, x_c, d_c, face = avatar.embed(pts, None, slots, frames, avatar.mesh_set(frames))
+    assert keep.all() and face[0] >= avatar.faces.shape[0] > face[1]
+    scale = avatar.cavity_levels.feature_scale(face >= avatar.faces.shape[0])
+    assert scale[0, : 3 * F].eq(1).all() and scale[0, 3 * F :].eq(0).all() and scale[1].eq(1).all()
+    cond = avatar.condition(frames)
+    sigma, _ = avatar._field(x_c, d_c, slots, face, cond)[:2]
+    sigma.sum().backward()
+    fine = int(avatar.field.grid.spec.layout["offset"][3])  # table rows of levels ≥ 3
+    assert avatar.field.grid.table.grad[fine:].abs().sum() > 0  # the crown sample reads them
+    # the cavity sample alone sends no gradient to the fine levels (its features there are 0)
+    avatar.zero_grad()
+    sigma0, _ = avatar._field(x_c[:1], d_c, slots[:1], face[:1], avatar.condition(frames))[:2]
+    sigma0.sum().backward()
+    g = avatar.field.grid.table.grad
+    assert g[:fine].abs().sum() > 0 and g[fine:].abs().sum() == 0
+    assert set(avatar.state_dict()) == set(_avatar(True)[0].state_dict())  # no new state in checkpoints
+
+
+@pytest.mark.parametrize("gate", ["none", "mouth"])
+def test_dropout_keeps_the_mouths_own_expression(gate):
+    """With train.dropout_keeps_mouth, cavity samples read M(e_own, i) while the rest of the
+    face reads M(e_dropped, i) — density and colour, with and without INSTA's gating row."""
+    avatar, opened = _avatar(True, f"model.cond_gate={gate}")
+    torch.manual_seed(1)
+    for p in avatar.parameters():  # make the conditioning matter
+        p.data.normal_(0, 0.3)
+    own, dropped = torch.tensor([[1.5, -2.0, 0.7]]), torch.zeros(1, 3)
+    c = opened[avatar.cavity.loop].mean(0)
+    pts = torch.stack([c + torch.tensor([0.0, 0.0, -0.03]), torch.tensor([0.0, 0.099, 0.0])])  # cavity, crown
+    slots, d = torch.zeros(2, dtype=torch.long), torch.tensor([[0.0, 0.0, -1.0]] * 2)
+    out = {}
+    for name, e, e_mouth in (("both", dropped, own), ("own", own, None), ("dropped", dropped, None)):
+        frames = FrameBatch(vertices=opened[None], expression=e, identity=torch.zeros(1, dtype=torch.long),
+                            latent=torch.zeros(1, avatar.latent_dim), mouth_expression=e_mouth)
+        keep, x_c, d_c, face = avatar.embed(pts, d, slots, frames, avatar.mesh_set(frames))
+        assert keep.all() and face[0] >= avatar.faces.shape[0] > face[1]
+        cond = avatar.condition(frames)
+        assert (cond.mouth_rows is not None) == (e_mouth is not None)
+        with torch.no_grad():
+            out[name] = avatar._field(x_c, d_c, slots, face, cond)[:2]
+    for k in range(2):  # σ and rgb: the cavity sample as with its own code, the crown as dropped
+        assert torch.allclose(out["both"][k][0], out["own"][k][0]) and torch.allclose(out["both"][k][1], out["dropped"][k][1])
+    assert not torch.allclose(out["own"][1][0], out["dropped"][1][0])  # the two codes do give different colours

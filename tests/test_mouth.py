@@ -131,7 +131,8 @@ def test_lip_surface_prior_finds_lip_rays_and_adds_its_loss(tmp_path):
                  "--out", str(tmp_path / "c")]) == 0
     cast = load_cast([tmp_path / "c" / "id000", tmp_path / "c" / "id001"])
     cfg = load_config("tiny_cpu", ["data.rays_per_batch=256", "data.frames_per_batch=4", "data.mouth_fraction=1.0",
-                                   "render.occupancy_resolution=32", "train.lip_surface_weight=1.0"])
+                                   "render.occupancy_resolution=32", "train.lip_surface_weight=1.0",
+                                   "train.dropout_keeps_mouth=true", "model.cavity_levels=4"])
     tr = Trainer(cfg, cast, tmp_path / "run", device="cpu")
     batch = tr.batcher.sample()
     frames, slots = torch.unique(batch.frame, return_inverse=True)

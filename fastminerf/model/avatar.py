@@ -28,7 +28,7 @@ from ..ops.embed import MeshSet, embed_points_torch
 from ..ops.hashgrid import HashGridSpec
 from ..ops.march import march_rays
 from .cast_info import EXPR_STD_FLOOR, CastInfo
-from .cavity import MouthCavity, find_mouth_loop
+from .cavity import CavityLevels, MouthCavity, find_mouth_loop
 from .conditioning import build_conditioning
 from .field import RadianceField, positional_encoding
 from .frames import FrameBatch
@@ -51,11 +51,14 @@ class FrameConditioning:
             gating is on: the slot of samples outside the mouth), or None.
         color: [K, Cc] rows for the colour MLP ([M(e,i), l]), or None.
         module: [K, Cm] M(e, i) itself (drives the residual offset).
+        mouth_rows: with a FrameBatch's ``mouth_expression``, the first rows of ``density`` and
+            ``color`` that hold the mouth's conditioning (frame k's at offset + k); else None.
     """
 
     density: torch.Tensor | None
     color: torch.Tensor | None
     module: torch.Tensor
+    mouth_rows: tuple[int, int] | None = None
 
 
 @dataclass
@@ -98,7 +101,7 @@ class Avatar(nn.Module):
         self.conditioning = build_conditioning(mc.conditioning, E, d_i, rank=mc.rank, stages=mc.stages,
                                                out_dim=mc.cond_out_dim, latent_dim=max(mc.latent_dim, 1))
         cm = self.conditioning.out_dim
-        color_latent = mc.latent_dim if (mc.latent_dim > 0 and not self.conditioning.uses_latent) else 0
+        color_latent = self.color_latent = mc.latent_dim if (mc.latent_dim > 0 and not self.conditioning.uses_latent) else 0
         spec = HashGridSpec.from_finest(mc.grid_levels, mc.grid_features, mc.grid_log2_size, mc.grid_base_resolution,
                                         mc.grid_finest_resolution)
         self.field = RadianceField(
@@ -106,11 +109,9 @@ class Avatar(nn.Module):
             density_hidden=mc.density_hidden, density_layers=mc.density_layers, geo_features=mc.geo_features,
             color_hidden=mc.color_hidden, color_layers=mc.color_layers, sh_degree=mc.sh_degree, backend=backend,
             grid_precision=mc.grid_precision, mlp_precision=mc.mlp_precision)
-        self.color_latent = color_latent
         if mc.residual_offset:
             self.residual = nn.Sequential(nn.Linear(3 + 6 * 4 + cm, 64), nn.ReLU(), nn.Linear(64, 3))
-            nn.init.zeros_(self.residual[-1].weight)
-            nn.init.zeros_(self.residual[-1].bias)
+            [nn.init.zeros_(p) for p in self.residual[-1].parameters()]  # Δx starts at 0
         canonical = np.asarray(info.canonical, np.float32)
         if mc.canonical_mouth == "open" and info.mouth_open is not None:
             canonical = canonical + np.asarray(info.mouth_open, np.float32)
@@ -120,6 +121,7 @@ class Avatar(nn.Module):
         self.register_buffer("mouth_face", torch.from_numpy(np.isin(regions, MOUTH_REGIONS)))
         loop = find_mouth_loop(canonical, np.asarray(info.faces), info.face_regions) if mc.mouth_cavity else None
         self.cavity = None if loop is None else MouthCavity(self.canonical, self.faces, loop, mc.mouth_cavity_depth)
+        self.cavity_levels = None if mc.cavity_levels is None else CavityLevels(mc.cavity_levels, spec.n_levels, spec.n_features)
         # the meshes the embedding uses: the tracked ones, plus the cavity when there is one (not saved)
         self.register_buffer("mouth_face_all", self.mouth_face if self.cavity is None else
                              self.cavity.face_mask(len(info.faces)) | torch.cat([self.mouth_face, torch.zeros(
@@ -165,18 +167,20 @@ class Avatar(nn.Module):
 
     def condition(self, frames: FrameBatch) -> FrameConditioning:
         """Per-frame conditioning of ``frames`` (expressions standardised with the training statistics)."""
-        e = frames.expression
-        if self.mc.normalize_expressions:
-            e = (e - self.expr_mean) / self.expr_std * self.expr_varied
         i = self.identity_codes(frames.identity)
-        m = self.conditioning(e, i, frames.latent)
-        density = m if self.mc.cond_density else None
+        std = self.expr_std if self.mc.normalize_expressions else None
+        e = [x if std is None else (x - self.expr_mean) / std * self.expr_varied for x in (frames.expression, frames.mouth_expression) if x is not None]
+        m = [self.conditioning(x, i, frames.latent) for x in e]  # [M(e,i)] or [M(e,i), M(e_mouth,i)]
+        density = m[0] if self.mc.cond_density else None
         if density is not None and self.mc.cond_gate == "mouth":
             density = torch.cat([density, torch.ones_like(density[:1])], 0)  # row K: INSTA's constant 1.0 slot
-        color = None
-        if self.mc.cond_color:
-            color = torch.cat([m, frames.latent], -1) if self.color_latent else m
-        return FrameConditioning(density, color, m)
+        color = None if not self.mc.cond_color else torch.cat([m[0], frames.latent], -1) if self.color_latent else m[0]
+        if len(m) == 1:
+            return FrameConditioning(density, color, m[0])
+        offsets = (0 if density is None else density.shape[0], 0 if color is None else color.shape[0])
+        density = None if density is None else torch.cat([density, m[1]], 0)
+        color = None if color is None else torch.cat([color, torch.cat([m[1], frames.latent], -1) if self.color_latent else m[1]], 0)
+        return FrameConditioning(density, color, m[0], offsets)
 
     # ---------------------------------------------------------------- geometry
     def mesh_set(self, frames: FrameBatch) -> MeshSet:
@@ -229,13 +233,16 @@ class Avatar(nn.Module):
             extra["offset_sq"] = (dx / (self.mc.residual_max * self.canonical_diag)).pow(2).sum(-1)
             x_c = x_c + dx
         x01, inside = self.to_unit(x_c)
-        rows_d = slots
+        rows_d, rows_c, interior = slots, slots, face >= self.faces.shape[0]  # cavity faces come after the mesh's
         if cond.density is not None and self.mc.cond_gate == "mouth":
-            rows_d = torch.where(self.mouth_face_all[face], slots, torch.full_like(slots, cond.density.shape[0] - 1))
+            rows_d = torch.where(self.mouth_face_all[face], slots, torch.full_like(slots, len(cond.module)))
+        if cond.mouth_rows is not None:  # cavity samples read the rows of the mouth's own expression
+            rows_d, rows_c = (torch.where(interior, slots + off, r) for off, r in zip(cond.mouth_rows, (rows_d, rows_c)))
+        fs = None if self.cavity_levels is None else self.cavity_levels.feature_scale(interior)
         if d_c is None:
-            sigma, _ = self.field.density(x01, cond.density, rows_d)
+            sigma, _ = self.field.density(x01, cond.density, rows_d, fs)
             return sigma * inside, None, extra
-        sigma, rgb = self.field(x01, d_c, cond.density, rows_d, cond.color, slots)
+        sigma, rgb = self.field(x01, d_c, cond.density, rows_d, cond.color, rows_c, fs)
         return sigma * inside, rgb, extra
 
     def density_at(self, points: torch.Tensor, slots: torch.Tensor, frames: FrameBatch) -> torch.Tensor:
@@ -328,17 +335,9 @@ class Avatar(nn.Module):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{group: parameters} for every name of :data:`GROUPS` (module order within a group)."""
         groups: dict[str, list[nn.Parameter]] = {g: [] for g in GROUPS}
+        prefixes = (("field.grid", "grid"), ("identity_codes", "identity"), ("latent_codes", "latent"), ("conditioning", "conditioning"))
         for name, p in self.named_parameters():
-            if name.startswith("field.grid"):
-                groups["grid"].append(p)
-            elif name.startswith("identity_codes"):
-                groups["identity"].append(p)
-            elif name.startswith("latent_codes"):
-                groups["latent"].append(p)
-            elif name.startswith("conditioning"):
-                groups["conditioning"].append(p)
-            else:
-                groups["mlp"].append(p)
+            groups[next((g for pre, g in prefixes if name.startswith(pre)), "mlp")].append(p)
         return groups
 
     def optimizer_groups(self, frozen: tuple[str, ...] = ()) -> list[dict]:

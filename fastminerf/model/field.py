@@ -198,16 +198,19 @@ class RadianceField(nn.Module):
     def _autocast(self, x: torch.Tensor):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mlp_precision == "bf16" and x.is_cuda)
 
-    def density(self, x01, cond_density=None, rows_density=None):
-        """σ [S] and geometry features [S, G] of points x01 [S, 3]."""
+    def density(self, x01, cond_density=None, rows_density=None, feat_scale=None):
+        """σ [S] and geometry features [S, G] of points x01 [S, 3]; feat_scale [S, L·F] or None
+        multiplies the grid features (0 switches a level off for a sample)."""
         feats = self.grid(x01)
+        if feat_scale is not None:
+            feats = feats * feat_scale
         with self._autocast(x01):
             h = self.density_out(self.density_in(feats, cond_density, rows_density))
         h = h.float()
         return trunc_exp(h[:, 0] - 1.0), h[:, 1:]
 
-    def forward(self, x01, dirs, cond_density=None, rows_density=None, cond_color=None, rows_color=None):
-        sigma, geo = self.density(x01, cond_density, rows_density)
+    def forward(self, x01, dirs, cond_density=None, rows_density=None, cond_color=None, rows_color=None, feat_scale=None):
+        sigma, geo = self.density(x01, cond_density, rows_density, feat_scale)
         with self._autocast(x01):
             h = self.color_in(torch.cat([geo, sh_encode(dirs, self.sh_degree)], -1), cond_color, rows_color)
             c = self.color_out(h)

@@ -24,6 +24,9 @@ class FrameBatch:
         vertices: [K, V, 3] head-space meshes. expression: [K, E] raw coefficients.
         identity: [K] int64 identity index. latent: [K, latent_dim] latent codes.
         keys: optional K cache keys for static meshes (acceleration structures are reused).
+        mouth_expression: optional [K, E] raw coefficients for the samples of the virtual
+            mouth cavity (training with ``train.dropout_keeps_mouth``: the frames' own codes
+            where ``expression`` holds the dropped ones); None = ``expression`` everywhere.
     """
 
     vertices: torch.Tensor
@@ -31,6 +34,7 @@ class FrameBatch:
     identity: torch.Tensor
     latent: torch.Tensor
     keys: list | None = None
+    mouth_expression: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.vertices.shape[0]
@@ -39,8 +43,8 @@ class FrameBatch:
 def take(frames: FrameBatch, index) -> FrameBatch:
     """Rows ``index`` (a slice or [k] indices) of a FrameBatch."""
     return FrameBatch(vertices=frames.vertices[index], expression=frames.expression[index], identity=frames.identity[index],
-                      latent=frames.latent[index],
-                      keys=None if frames.keys is None else _take_list(frames.keys, index))
+                      latent=frames.latent[index], keys=None if frames.keys is None else _take_list(frames.keys, index),
+                      mouth_expression=None if frames.mouth_expression is None else frames.mouth_expression[index])
 
 
 def _take_list(items: list, index) -> list:

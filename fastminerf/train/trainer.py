@@ -188,6 +188,8 @@ class Trainer:
         frames, slots = torch.unique(batch.frame, return_inverse=True)
         fb = self.frames.batch(frames)
         if tc.expression_dropout > 0:
+            if tc.dropout_keeps_mouth:
+                fb.mouth_expression = fb.expression
             fb.expression = self.drop_expressions(fb.expression, tc.expression_dropout)
         bg = self.background(len(batch))
         out = self.avatar.render_rays(batch.origins, batch.directions, slots, fb, bg, lip_prior=tc.lip_surface_weight > 0)
