@@ -416,8 +416,8 @@ def markdown(env, setup, rows, floor, speed, args, threads_note, loads) -> str:
         table(rows), "",
         "## The mouth", "",
         "`mouth PSNR`: PSNR inside the box of the ground truth's lips + mouth interior (seg_mask ids 120/130/140, "
-        "dilated 3 px); `lip motion`: correlation over frames of the rendered vs true mouth opening (pixels in that "
-        "box darker than half the median luminance of its skin), per identity (held-out) or per pair (transfer), then averaged; a frozen mouth scores 0. "
+        "dilated 3 px); `lip motion`: correlation over frames of the rendered vs true mouth opening (pixels of the "
+        "truth's mouth regions unlike every face colour of its box, fastminerf/eval/mouth.py), per identity (held-out) or per pair (transfer), then averaged; a frozen mouth scores 0. "
         "Whole-image PSNR repeated for reference.", "",
         mouth_table(rows), "",
     ]
