@@ -30,7 +30,7 @@ from ..ops.march import march_rays
 from .cast_info import EXPR_STD_FLOOR, CastInfo
 from .cavity import CavityLevels, MouthCavity, find_mouth_loop
 from .conditioning import build_conditioning
-from .field import RadianceField, positional_encoding
+from .field import RadianceField, offset_mlp, positional_encoding
 from .frames import FrameBatch
 from .lips import LIP_PRIOR_STEPS, lip_face_mask, lip_front
 from .losses import code_norms, photometric
@@ -110,8 +110,7 @@ class Avatar(nn.Module):
             color_hidden=mc.color_hidden, color_layers=mc.color_layers, sh_degree=mc.sh_degree, backend=backend,
             grid_precision=mc.grid_precision, mlp_precision=mc.mlp_precision)
         if mc.residual_offset:
-            self.residual = nn.Sequential(nn.Linear(3 + 6 * 4 + cm, 64), nn.ReLU(), nn.Linear(64, 3))
-            [nn.init.zeros_(p) for p in self.residual[-1].parameters()]  # Δx starts at 0
+            self.residual = offset_mlp(3 + 6 * 4 + cm)
         canonical = np.asarray(info.canonical, np.float32)
         if mc.canonical_mouth == "open" and info.mouth_open is not None:
             canonical = canonical + np.asarray(info.mouth_open, np.float32)

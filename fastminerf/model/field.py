@@ -148,6 +148,15 @@ def _mlp(i: int, hidden: int, layers: int, o: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+def offset_mlp(i: int, hidden: int = 64) -> nn.Sequential:
+    """[S, i] → [S, 3] MLP (one hidden layer) whose last layer starts at zero, so the offset
+    it predicts starts at 0 (the residual offset, ``model.residual_offset``)."""
+    net = _mlp(i, hidden, 2, 3)
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
 class SplitInput(nn.Module):
     """First layer of an MLP whose input is [x ⊕ cond[rows]] with cond given per frame.
 
